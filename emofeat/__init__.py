@@ -1,0 +1,75 @@
+"""emofeat: frame-aligned audio-visual emotion features, built as a plugin system.
+
+Public API (what plugins and users import):
+
+* plugin authoring: :data:`hookimpl`, :class:`Extractor`, :class:`StreamSpec`, :class:`Rows`,
+  :class:`Setting`, :class:`ModelInfo`, chunk types :class:`AudioChunk`, :class:`VideoChunk`,
+  audio helpers :class:`SlidingWindows`, :class:`ContextChunks`, errors
+  :class:`SkipExtractor`, :class:`ConfigError`;
+* reading results: :func:`open_store`, :class:`FeatureStore`;
+* the timeline rule: :func:`align_to_frames`;
+* media: :func:`probe`, :class:`Decoder`.
+"""
+
+from emofeat._version import __version__
+from emofeat.errors import (
+    ConfigError,
+    EmofeatError,
+    MediaError,
+    SkipExtractor,
+    StoreError,
+    StoreInUseError,
+    UnknownExtractorError,
+)
+from emofeat.extractor import (
+    AUDIO,
+    FEATURES,
+    VIDEO,
+    ContextChunks,
+    Extractor,
+    ModelInfo,
+    Rows,
+    Setting,
+    SlidingWindows,
+    StreamSpec,
+)
+from emofeat.hookspecs import hookimpl
+from emofeat.media import AudioChunk, Decoder, FrameGrid, MediaInfo, VideoChunk, probe
+from emofeat.plugins import get_extractor, get_extractors
+from emofeat.store import FeatureStore, StoredInput, StreamData, open_store
+from emofeat.timeline import align_to_frames
+
+__all__ = [
+    "AUDIO",
+    "FEATURES",
+    "VIDEO",
+    "AudioChunk",
+    "ConfigError",
+    "ContextChunks",
+    "Decoder",
+    "EmofeatError",
+    "Extractor",
+    "FeatureStore",
+    "FrameGrid",
+    "MediaError",
+    "MediaInfo",
+    "ModelInfo",
+    "Rows",
+    "Setting",
+    "SkipExtractor",
+    "SlidingWindows",
+    "StoreError",
+    "StoreInUseError",
+    "StoredInput",
+    "StreamData",
+    "StreamSpec",
+    "UnknownExtractorError",
+    "VideoChunk",
+    "__version__",
+    "align_to_frames",
+    "get_extractor",
+    "get_extractors",
+    "hookimpl",
+    "open_store",
+    "probe",
+]

@@ -1,0 +1,540 @@
+"""The ``emofeat`` command line (click + rich)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from emofeat import config as config_mod
+from emofeat._version import __version__
+from emofeat.engine import InputResult, Job, RunOptions, RunSummary, run
+from emofeat.errors import ConfigError, EmofeatError, StoreError, UnknownExtractorError
+from emofeat.media import find_inputs
+from emofeat.plugins import get_extractor, get_extractors, load_errors, load_plugins, pm
+from emofeat.store import FeatureStore, open_store
+
+console = Console(stderr=True)
+out = Console()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="emofeat")
+def cli() -> None:
+    """emofeat: frame-aligned audio-visual emotion features.
+
+    \b
+    emofeat extract --plugin egemaps --plugin functionals videos/ -o feats.h5
+    emofeat plugins
+    emofeat inspect feats.h5
+    """
+
+
+def _split_names(values: tuple[str, ...]) -> list[str]:
+    names: list[str] = []
+    for v in values:
+        names.extend(n.strip() for n in v.split(",") if n.strip())
+    return list(dict.fromkeys(names))
+
+
+def build_jobs(names: list[str], sets: tuple[str, ...], config_file: str | None) -> list[Job]:
+    """Resolve extractor names and settings into configured jobs (raises on bad input)."""
+    given = config_mod.merge(
+        config_mod.load_config_file(config_file) if config_file else {},
+        config_mod.parse_sets(sets),
+    )
+    entries = {name: get_extractor(name) for name in names}
+    by_name = {e.cls.name: e for e in entries.values()}
+    for name in given:
+        if name not in by_name and name not in entries:
+            raise ConfigError(
+                f"settings given for {name!r}, which is not among the chosen extractors "
+                f"({', '.join(names)})"
+            )
+    jobs = []
+    for name, entry in entries.items():
+        values = {**given.get(entry.cls.name, {}), **given.get(name, {})}
+        resolved = config_mod.resolve(entry.cls.name, entry.cls.settings, values)
+        # features extractors run after the media extractors of the same input
+        jobs.append(Job.from_entry(entry, resolved))
+    jobs.sort(key=lambda j: j.cls.modality == "features")
+    for job in jobs:
+        job.cls(dict(job.config))  # validate settings now, before any input is touched
+    return jobs
+
+
+class _Progress:
+    """Rich progress bars: one for all inputs, one per extractor of the running input(s)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("{task.description}", style="bold"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            disable=not enabled,
+        )
+        self.overall = self.progress.add_task("inputs", total=max(total, 1))
+        self.tasks: dict[tuple[str, str], TaskID] = {}
+
+    def __enter__(self) -> _Progress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, key: str, label: str, done: float, total: float) -> None:
+        tid = self.tasks.get((key, label))
+        if tid is None:
+            tid = self.progress.add_task(f"  {key} [{label}]", total=max(total, 1e-6))
+            self.tasks[(key, label)] = tid
+        self.progress.update(tid, completed=min(done, total), total=max(total, 1e-6))
+
+    def finished(self, res: InputResult) -> None:
+        for (key, label), tid in list(self.tasks.items()):
+            if key == res.key:
+                self.progress.remove_task(tid)
+                del self.tasks[(key, label)]
+        self.progress.advance(self.overall)
+        style = {"done": "green", "unchanged": "dim", "skipped": "yellow", "failed": "red"}
+        msg = f" - {res.message}" if res.message and res.status != "unchanged" else ""
+        self.progress.console.print(
+            f"[{style.get(res.status, 'white')}]{res.status:>9}[/] {res.input}{msg}",
+            highlight=False,
+        )
+        for w in res.warnings:
+            self.progress.console.print(f"[yellow]  warning[/] {w}", highlight=False)
+        for o in res.outcomes:
+            if o.status in ("skipped", "failed") and res.status == "done":
+                self.progress.console.print(
+                    f"[yellow]  {o.status}[/] {o.extractor}: {o.message}", highlight=False
+                )
+
+
+def _speed(media: float, seconds: float) -> str:
+    return f"{media / seconds:,.1f}x" if seconds > 0 and media > 0 else "-"
+
+
+def print_summary(summary: RunSummary, store_path: Path) -> None:
+    """The end-of-run summary: counts, time, throughput per extractor."""
+    counts = Table(title="emofeat extract", show_header=True, header_style="bold")
+    for col in ("done", "unchanged", "skipped", "failed", "time"):
+        counts.add_column(col, justify="right")
+    counts.add_row(
+        str(summary.count("done")),
+        str(summary.count("unchanged")),
+        str(summary.count("skipped")),
+        str(summary.count("failed")),
+        f"{summary.seconds:.1f} s",
+    )
+    console.print(counts)
+    per: dict[str, dict[str, float]] = {}
+    decode = media_total = 0.0
+    for res in summary.results:
+        decode += res.decode_seconds
+        if res.status == "done":
+            media_total += res.media_seconds
+        for o in res.outcomes:
+            d = per.setdefault(
+                o.extractor,
+                {"done": 0, "seconds": 0.0, "media": 0.0, "frames": 0, "skipped": 0, "failed": 0},
+            )
+            if o.status == "done":
+                d["done"] += 1
+                d["seconds"] += o.seconds
+                d["media"] += o.media_seconds
+                d["frames"] += o.frames
+            elif o.status in ("skipped", "failed"):
+                d[o.status] += 1
+    if per:
+        t = Table(show_header=True, header_style="bold")
+        for col in (
+            "extractor",
+            "items",
+            "skipped",
+            "failed",
+            "time",
+            "media",
+            "speed (x real time)",
+            "frames/s",
+        ):
+            t.add_column(col, justify="right" if col != "extractor" else "left")
+        for name, d in per.items():
+            t.add_row(
+                name,
+                str(int(d["done"])),
+                str(int(d["skipped"])),
+                str(int(d["failed"])),
+                f"{d['seconds']:.2f} s",
+                f"{d['media']:.1f} s",
+                _speed(d["media"], d["seconds"]),
+                f"{d['frames'] / d['seconds']:,.0f}" if d["seconds"] > 0 and d["frames"] else "-",
+            )
+        t.add_row(
+            "(decoding)",
+            "",
+            "",
+            "",
+            f"{decode:.2f} s",
+            f"{media_total:.1f} s",
+            _speed(media_total, decode),
+            "",
+        )
+        console.print(t)
+    failures = [(r.input, r.message) for r in summary.results if r.status == "failed"]
+    failures = list(summary.problems) + failures
+    if failures:
+        console.print(f"[red bold]{len(failures)} input(s) failed:[/]")
+        for inp, msg in failures:
+            console.print(f"  [red]{inp}[/]: {msg}", highlight=False)
+    console.print(
+        f"features: [bold]{store_path}[/] (emofeat inspect {store_path})", highlight=False
+    )
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "-p",
+    "--plugin",
+    "plugins",
+    multiple=True,
+    required=True,
+    help="Extractor to run (repeatable, or comma-separated). See 'emofeat plugins'.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="features.h5",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Feature store (HDF5 index file).",
+)
+@click.option(
+    "-s",
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME.KEY=VALUE",
+    help="Extractor setting, e.g. --set egemaps.win=2.0 (repeatable).",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML file of {extractor: {key: value}} settings (--set overrides it).",
+)
+@click.option("--overwrite", is_flag=True, help="Redo items that are complete and unchanged.")
+@click.option(
+    "-j",
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Worker processes (inputs processed in parallel).",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
+@click.option(
+    "--grid-rate",
+    default=100.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Frame-grid rate in Hz for audio-only inputs.",
+)
+@click.option(
+    "--image-fps",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Frame rate in Hz of image-sequence folders.",
+)
+@click.option("--no-recursive", is_flag=True, help="Do not search folders recursively.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def extract(
+    inputs,
+    plugins,
+    output,
+    sets,
+    config_file,
+    overwrite,
+    workers,
+    device,
+    grid_rate,
+    image_fps,
+    no_recursive,
+    quiet,
+) -> None:
+    """Extract features from INPUTS (files, folders, glob patterns) into a store.
+
+    Each input is decoded once and streamed to every chosen extractor. Items already
+    complete and unchanged in the store are skipped (use --overwrite to redo them).
+    Exit status: 0 when every input succeeded or was skipped, 1 when any failed.
+    """
+    try:
+        jobs = build_jobs(_split_names(plugins), sets, config_file)
+    except (ConfigError, UnknownExtractorError) as exc:
+        raise click.UsageError(str(exc)) from None
+    paths, problems = find_inputs(list(inputs), recursive=not no_recursive)
+    for spec, msg in problems:
+        console.print(f"[red]error[/] {spec}: {msg}", highlight=False)
+    try:
+        store = FeatureStore(output, mode="a")
+    except StoreError as exc:
+        console.print(f"[red bold]error[/] {exc}", highlight=False)
+        sys.exit(2)
+    options = RunOptions(
+        overwrite=overwrite,
+        workers=workers,
+        device=device,
+        grid_rate=grid_rate,
+        image_fps=image_fps,
+    )
+    command = " ".join(shlex.quote(a) for a in ["emofeat", *sys.argv[1:]])
+    try:
+        with store, _Progress(len(paths), enabled=not quiet and console.is_terminal) as prog:
+            summary = run(
+                store,
+                paths,
+                jobs,
+                options,
+                problems,
+                progress=prog.update,
+                on_result=prog.finished,
+                command=command,
+            )
+    except EmofeatError as exc:
+        console.print(f"[red bold]error[/] {exc}", highlight=False)
+        sys.exit(1)
+    print_summary(summary, Path(output))
+    sys.exit(1 if summary.failed else 0)
+
+
+def plugin_rows() -> list[dict[str, Any]]:
+    """One dict per installed extractor (what ``emofeat plugins`` prints)."""
+    rows = []
+    for name, entry in sorted(get_extractors().items()):
+        cls = entry.cls
+        try:
+            streams = cls().streams()
+        except Exception:
+            streams = []
+        rows.append(
+            {
+                "name": name,
+                "plugin": entry.plugin,
+                "package": entry.package,
+                "version": entry.package_version,
+                "extractor_version": cls.version,
+                "modality": cls.modality,
+                "streams": [
+                    {"name": s.name, "dims": s.dims, "rate": s.rate, "level": s.level}
+                    for s in streams
+                ],
+                "license": cls.license,
+                "commercial_use": cls.commercial_use,
+                "description": cls.description,
+                "settings": {
+                    k: {"default": s.default, "help": s.help} for k, s in cls.settings.items()
+                },
+            }
+        )
+    return rows
+
+
+@cli.command(name="plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_cmd(as_json: bool) -> None:
+    """List installed extractors: name, version, modality, dims, rate, licence, package."""
+    rows = plugin_rows()
+    hooks = {
+        pm.get_name(p): sorted(h.name for h in pm.get_hookcallers(p) or [])
+        for p in pm.get_plugins()
+    }
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "extractors": rows,
+                    "plugins": [{"name": n, "hooks": h} for n, h in sorted(hooks.items())],
+                    "errors": [e.__dict__ for e in load_errors()],
+                }
+            )
+        )
+        return
+    t = Table(show_header=True, header_style="bold", title="installed extractors")
+    for col in ("name", "version", "modality", "streams (dims @ rate)", "licence", "package"):
+        t.add_column(col)
+    for r in rows:
+        streams = "\n".join(f"{s['name']}: {s['dims'] or '?'} @ {s['rate']}" for s in r["streams"])
+        pkg = f"{r['package']} {r['version']}".strip() + f" [{r['plugin']}]"
+        t.add_row(
+            r["name"], r["extractor_version"], r["modality"], streams or "-", r["license"], pkg
+        )
+    out.print(t)
+    for e in load_errors():
+        console.print(f"[red]plugin {e.name} ({e.package}) failed to load:[/] {e.error}")
+
+
+@cli.command()
+@click.argument("store_path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--log", "show_log", is_flag=True, help="Print the whole run log.")
+def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
+    """Show a store: items, extractors, shapes, coverage, provenance, failures."""
+    try:
+        store = open_store(store_path)
+    except StoreError as exc:
+        console.print(f"[red bold]error[/] {exc}", highlight=False)
+        sys.exit(2)
+    items = []
+    for key in store.items():
+        for ex in store.extractors(key):
+            attrs = store.item_attrs(key, ex)
+            if attrs is None:
+                items.append({"key": key, "extractor": ex, "status": "missing or incomplete"})
+                continue
+            streams = []
+            for st in store.streams(key, ex):
+                native = store.read(key, ex, st)
+                al = store.read(key, ex, st, aligned=True)
+                streams.append(
+                    {
+                        "name": st,
+                        "rows": int(native.data.shape[0]),
+                        "dims": int(native.data.shape[1]),
+                        "frames": int(al.data.shape[0]),
+                        "coverage": float(al.mask.mean()) if len(al.mask) else 0.0,
+                    }
+                )
+            items.append(
+                {
+                    "key": key,
+                    "extractor": ex,
+                    "status": "complete",
+                    "streams": streams,
+                    "source": (attrs.get("source") or {}).get("path"),
+                    "plugin": f"{attrs.get('plugin_package')} {attrs.get('plugin_version')}",
+                    "extractor_version": attrs.get("extractor_version"),
+                    "emofeat_version": attrs.get("emofeat_version"),
+                    "license": attrs.get("license"),
+                    "model_id": attrs.get("model_id"),
+                    "config": (attrs.get("config") or {}).get("settings"),
+                    "created": attrs.get("created"),
+                    "warnings": attrs.get("warnings") or [],
+                }
+            )
+    log = store.run_log()
+    latest: dict[tuple[str, str], dict] = {}
+    if len(log):
+        for rec in log[log["event"].isin(["item", "input"])].to_dict("records"):
+            latest[(rec.get("input"), rec.get("extractor") or "")] = rec
+    failures = [r for r in latest.values() if r.get("status") in ("failed", "skipped")]
+    runs = log[log["event"] == "run-start"].to_dict("records") if len(log) else []
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {"store": str(store_path), "items": items, "problems": failures, "runs": runs},
+                default=str,
+            )
+        )
+        return
+    out.print(
+        f"[bold]{store_path}[/]: {len(store.items())} inputs, {len(items)} items, {len(runs)} runs",
+        highlight=False,
+    )
+    t = Table(show_header=True, header_style="bold")
+    for col in (
+        "input",
+        "extractor",
+        "stream",
+        "rows x dims",
+        "frames",
+        "coverage",
+        "version",
+        "licence",
+    ):
+        t.add_column(col)
+    for it in items:
+        if it["status"] != "complete":
+            t.add_row(it["key"], it["extractor"], "-", it["status"], "", "", "", "")
+            continue
+        for i, s in enumerate(it["streams"]):
+            t.add_row(
+                it["key"] if i == 0 else "",
+                it["extractor"] if i == 0 else "",
+                s["name"],
+                f"{s['rows']} x {s['dims']}",
+                str(s["frames"]),
+                f"{100 * s['coverage']:.1f}%",
+                str(it["extractor_version"]) if i == 0 else "",
+                (it["license"] or "") if i == 0 else "",
+            )
+    out.print(t)
+    if items:
+        first = next(i for i in items if i["status"] == "complete")
+        out.print(
+            f"provenance (e.g. {first['key']} x {first['extractor']}): emofeat "
+            f"{first['emofeat_version']}, plugin {first['plugin']}, created "
+            f"{first['created']}, config {json.dumps(first['config'])}",
+            highlight=False,
+        )
+    if failures:
+        out.print(f"[bold red]{len(failures)} problem(s) in the latest outcomes:[/]")
+        for r in failures:
+            ex = f" [{r['extractor']}]" if r.get("extractor") else ""
+            out.print(f"  {r['status']}: {r['input']}{ex}: {r['message']}", highlight=False)
+    if show_log and len(log):
+        for rec in log.to_dict("records"):
+            out.print(
+                json.dumps({k: v for k, v in rec.items() if v == v}, default=str), highlight=False
+            )
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False), default="demo/inputs")
+@click.option("--duration", default=20.0, show_default=True, help="Seconds per file.")
+def sample(folder: str, duration: float) -> None:
+    """Write sample inputs (a video with speech-like audio, a WAV file, an image folder)."""
+    from emofeat.samples import write_audio, write_image_sequence, write_video
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    write_video(root / "talk.mp4", duration=duration)
+    write_audio(root / "speech.wav", duration=duration)
+    write_image_sequence(root / "crops_track", n_frames=90, missing=(40, 41, 42))
+    console.print(
+        f"wrote sample inputs to {root} in {time.perf_counter() - t0:.1f} s", highlight=False
+    )
+
+
+def main() -> None:
+    """Entry point of the ``emofeat`` console script."""
+    cli()
+
+
+# plugins may add commands (after the built-in ones, so they cannot replace them silently)
+load_plugins()
+pm.hook.register_commands(cli=cli)

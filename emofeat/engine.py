@@ -1,0 +1,627 @@
+"""The engine: decode each input once, fan chunks out to every extractor, store the results.
+
+Work on one input (:func:`process_input`) is a plain function of picklable arguments that
+returns staged item files and outcomes, so it can run in a worker process; only the main
+process writes the store's index (:meth:`FeatureStore.commit`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from emofeat._version import __version__
+from emofeat.errors import EmofeatError, MediaError, SkipExtractor
+from emofeat.extractor import AUDIO, FEATURES, VIDEO, Extractor, ExtractorEntry
+from emofeat.media import AudioChunk, Decoder, MediaInfo, VideoChunk, is_image_folder, probe
+from emofeat.store import (
+    FeatureStore,
+    ItemWriter,
+    StoredInput,
+    config_hash,
+    safe_name,
+    same_source,
+    source_identity,
+)
+
+ProgressFn = Callable[[str, str, float, float], None]
+"""``progress(key, label, done_seconds, total_seconds)``."""
+
+
+@dataclass
+class RunOptions:
+    """Options of one extraction run.
+
+    Attributes:
+        overwrite: redo items even when complete and unchanged.
+        workers: number of worker processes (1: everything in this process).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... handed to every extractor.
+        grid_rate: frame-grid rate in Hz for audio-only inputs.
+        image_fps: frame rate in Hz assumed for image-sequence folders.
+        video_batch: frames per batch given to video extractors.
+        audio_chunk: seconds of audio per chunk given to audio extractors.
+    """
+
+    overwrite: bool = False
+    workers: int = 1
+    device: str = "cpu"
+    grid_rate: float = 100.0
+    image_fps: float = 30.0
+    video_batch: int = 32
+    audio_chunk: float = 5.0
+
+
+@dataclass
+class Job:
+    """One extractor configured for a run."""
+
+    name: str
+    cls: type[Extractor]
+    config: dict[str, Any]
+    plugin: str = ""
+    package: str = ""
+    package_version: str = ""
+
+    @classmethod
+    def from_entry(cls, entry: ExtractorEntry, config: dict[str, Any]) -> Job:
+        return cls(
+            entry.cls.name, entry.cls, config, entry.plugin, entry.package, entry.package_version
+        )
+
+
+@dataclass
+class ItemOutcome:
+    """What happened to one input x extractor pair."""
+
+    input: str
+    key: str
+    extractor: str
+    status: str  # done | unchanged | skipped | failed
+    message: str = ""
+    seconds: float = 0.0  # processing time spent in the extractor
+    media_seconds: float = 0.0  # duration of the input it covered
+    frames: int = 0  # frames on the input's grid (video inputs) or rows written
+
+
+@dataclass
+class InputResult:
+    """The outcome of processing one input in a worker."""
+
+    input: str
+    key: str
+    status: str  # done | unchanged | skipped | failed
+    message: str = ""
+    items: list[tuple[str, str, str]] = field(default_factory=list)  # key, extractor, staged path
+    outcomes: list[ItemOutcome] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    decode_seconds: float = 0.0
+    media_seconds: float = 0.0
+
+
+def input_keys(paths: list[Path]) -> dict[Path, str]:
+    """Stable store keys for inputs: the file stem (folder name for image sequences).
+
+    Inputs sharing a stem are told apart by their parent folder (``batch2__video1``), then
+    by their suffix.
+    """
+
+    def base(p: Path) -> str:
+        return safe_name(p.name if p.is_dir() or is_image_folder(p) else p.stem)
+
+    keys = {p: base(p) for p in paths}
+    for level in ("parent", "suffix"):
+        counts: dict[str, int] = {}
+        for k in keys.values():
+            counts[k] = counts.get(k, 0) + 1
+        for p, k in list(keys.items()):
+            if counts[k] > 1:
+                if level == "parent":
+                    keys[p] = safe_name(f"{p.parent.name}__{base(p)}")
+                else:
+                    keys[p] = safe_name(f"{keys[p]}_{p.suffix.lstrip('.')}")
+    return keys
+
+
+def _item_config(job: Job) -> dict[str, Any]:
+    return {"extractor": job.name, "version": job.cls.version, "settings": job.config}
+
+
+def is_unchanged(store: FeatureStore, key: str, job: Job, ident: dict[str, Any]) -> bool:
+    """True when the store holds a complete item made from the same source and config."""
+    attrs = store.item_attrs(key, job.name)
+    if not attrs:
+        return False
+    if attrs.get("config_hash") != config_hash(_item_config(job)):
+        return False
+    if not same_source(attrs.get("source") or {}, ident):
+        return False
+    if job.cls.modality == FEATURES:
+        current = {
+            ex: (store.item_attrs(key, ex) or {}).get("item_id")
+            for ex in (attrs.get("source_items") or {})
+        }
+        return current == attrs.get("source_items")
+    return True
+
+
+_EXTRACTORS: dict[tuple[str, str, str], Extractor] = {}
+
+
+def _instance(job: Job, device: str) -> Extractor:
+    # one instance per process and configuration: models load once per run
+    ck = (job.name, config_hash(job.config), device)
+    if ck not in _EXTRACTORS:
+        _EXTRACTORS[ck] = job.cls(dict(job.config), device=device)
+    return _EXTRACTORS[ck]
+
+
+def _provenance(
+    job: Job,
+    ex: Extractor,
+    key: str,
+    ident: dict[str, Any],
+    info: MediaInfo | None,
+    warnings: list[str],
+) -> dict[str, Any]:
+    model = ex.model()
+    return {
+        "key": key,
+        "extractor": job.name,
+        "extractor_version": job.cls.version,
+        "plugin": job.plugin,
+        "plugin_package": job.package,
+        "plugin_version": job.package_version,
+        "emofeat_version": __version__,
+        "config": _item_config(job),
+        "config_hash": config_hash(_item_config(job)),
+        "license": model.license or job.cls.license,
+        "commercial_use": bool(job.cls.commercial_use),
+        "model_id": model.id,
+        "model_sha256": model.sha256,
+        "model_source": model.source,
+        "source": ident,
+        "media": info.describe() if info is not None else {},
+        "warnings": list(warnings),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "item_id": uuid.uuid4().hex,
+    }
+
+
+def process_input(
+    path: str,
+    key: str,
+    jobs: list[Job],
+    store_path: str,
+    options: RunOptions,
+    progress: ProgressFn | None = None,
+) -> InputResult:
+    """Decode one input once and run every job on it; stage the items it produces.
+
+    Never raises for a bad input: the problem is returned in the result.
+    """
+    t0 = time.perf_counter()
+    result = InputResult(input=path, key=key, status="done")
+    store = FeatureStore.__new__(FeatureStore)  # path arithmetic only; no lock, no I/O
+    store.path = Path(store_path)
+    store.dir = store.path.with_name(store.path.name + ".d")
+    staging = store.dir / ".staging"
+    writers: dict[str, ItemWriter] = {}
+
+    def new_writer(job: Job, ex: Extractor) -> ItemWriter:
+        levels = {s.name: s.level for s in ex.streams()}
+        tmp = staging / f"{safe_name(key)}.{safe_name(job.name)}.{uuid.uuid4().hex}.h5"
+        w = ItemWriter(tmp, key, job.name, levels)
+        writers[job.name] = w
+        return w
+
+    def fail_all(message: str) -> InputResult:
+        for w in writers.values():
+            w.abort()
+        result.status = "failed"
+        result.message = message
+        result.items.clear()
+        result.outcomes = [ItemOutcome(path, key, j.name, "failed", message) for j in jobs]
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    try:
+        info = probe(path, image_fps=options.image_fps)
+        ident = source_identity(path)
+    except MediaError as exc:
+        return fail_all(exc.problem)
+    except OSError as exc:
+        return fail_all(f"cannot read ({exc.strerror or exc})")
+
+    media_jobs = [j for j in jobs if j.cls.modality in (AUDIO, VIDEO)]
+    feature_jobs = [j for j in jobs if j.cls.modality == FEATURES]
+    active: list[tuple[Job, Extractor, ItemWriter]] = []
+    for job in media_jobs:
+        if job.cls.modality == AUDIO and not info.has_audio:
+            result.outcomes.append(
+                ItemOutcome(path, key, job.name, "skipped", "no audio track in this input")
+            )
+            continue
+        if job.cls.modality == VIDEO and not info.has_video:
+            result.outcomes.append(
+                ItemOutcome(
+                    path, key, job.name, "skipped", "no video stream in this input (audio only)"
+                )
+            )
+            continue
+        try:
+            ex = _instance(job, options.device)
+            ex.begin(info)
+        except SkipExtractor as exc:
+            result.outcomes.append(ItemOutcome(path, key, job.name, "skipped", str(exc)))
+            continue
+        except Exception as exc:
+            result.outcomes.append(
+                ItemOutcome(path, key, job.name, "failed", f"{type(exc).__name__}: {exc}")
+            )
+            continue
+        active.append((job, ex, new_writer(job, ex)))
+
+    decoder = Decoder(
+        info,
+        video=any(j.cls.modality == VIDEO for j, _, _ in active),
+        audio_rates=sorted({ex.sampling_rate for j, ex, _ in active if j.cls.modality == AUDIO}),
+        video_batch=options.video_batch,
+        audio_chunk=options.audio_chunk,
+        grid_rate=options.grid_rate,
+    )
+    spent = {j.name: 0.0 for j, _, _ in active}
+    broken: dict[str, str] = {}
+    total = float(info.duration or 0.0)
+    t_loop = time.perf_counter()
+    last_report = 0.0
+    try:
+        for chunk in decoder:
+            for job, ex, writer in active:
+                if job.name in broken:
+                    continue
+                if isinstance(chunk, AudioChunk):
+                    if job.cls.modality != AUDIO or chunk.sampling_rate != ex.sampling_rate:
+                        continue
+                elif not isinstance(chunk, VideoChunk) or job.cls.modality != VIDEO:
+                    continue
+                ts = time.perf_counter()
+                try:
+                    for rows in ex.process(chunk):
+                        writer.append(rows)
+                except Exception as exc:  # one broken extractor does not stop the others
+                    broken[job.name] = f"{type(exc).__name__}: {exc}"
+                spent[job.name] += time.perf_counter() - ts
+            if progress is not None and time.perf_counter() - last_report > 0.2:
+                last_report = time.perf_counter()
+                progress(key, "decode", decoder.decoded_seconds, total)
+        for job, ex, writer in active:
+            if job.name in broken:
+                continue
+            ts = time.perf_counter()
+            try:
+                for rows in ex.end():
+                    writer.append(rows)
+                for spec in ex.streams():
+                    writer.ensure_stream(spec.name, spec.labels)
+            except Exception as exc:
+                broken[job.name] = f"{type(exc).__name__}: {exc}"
+            spent[job.name] += time.perf_counter() - ts
+    except MediaError as exc:
+        return fail_all(exc.problem)
+    except Exception as exc:  # unexpected decoder failure: report, never crash the run
+        return fail_all(f"decoding failed ({type(exc).__name__}: {exc})")
+    result.decode_seconds = max(0.0, time.perf_counter() - t_loop - sum(spent.values()))
+    result.warnings.extend(decoder.warnings)
+    grid = decoder.grid
+    assert grid is not None
+    media_seconds = float(grid.ends[-1]) if len(grid) else 0.0
+    result.media_seconds = media_seconds
+    if progress is not None:
+        progress(key, "decode", media_seconds, media_seconds)
+
+    staged: dict[str, Path] = {}
+    for job, ex, writer in active:
+        if job.name in broken:
+            writer.abort()
+            result.outcomes.append(
+                ItemOutcome(
+                    path, key, job.name, "failed", broken[job.name], spent[job.name], media_seconds
+                )
+            )
+            continue
+        try:
+            writer.finalize(grid, _provenance(job, ex, key, ident, info, decoder.warnings))
+        except Exception as exc:
+            writer.abort()
+            result.outcomes.append(
+                ItemOutcome(
+                    path, key, job.name, "failed", f"writing failed: {exc}", spent[job.name]
+                )
+            )
+            continue
+        staged[job.name] = writer.path
+        result.items.append((key, job.name, str(writer.path)))
+        result.outcomes.append(
+            ItemOutcome(path, key, job.name, "done", "", spent[job.name], media_seconds, len(grid))
+        )
+
+    # features extractors read what is stored for this input, including what was just made
+    if feature_jobs:
+        committed = (
+            FeatureStore(store_path, mode="r").stored_input(key)
+            if store.path.exists()
+            else StoredInput(key, {})
+        )
+        source = StoredInput(key, {**committed.files, **staged})
+        for job in feature_jobs:
+            ts = time.perf_counter()
+            writer = None
+            try:
+                ex = _instance(job, options.device)
+                ex.begin(info)
+                used = ex.sources(source)
+                if not used:
+                    raise SkipExtractor("no stored stream to read for this input")
+                writer = new_writer(job, ex)
+                for rows in ex.process_stored(source, grid):
+                    writer.append(rows)
+                prov = _provenance(job, ex, key, ident, info, decoder.warnings)
+                prov["source_items"] = {
+                    e: source.provenance(e).get("item_id") for e in sorted({e for e, _ in used})
+                }
+                writer.finalize(grid, prov)
+            except SkipExtractor as exc:
+                if writer is not None:
+                    writer.abort()
+                result.outcomes.append(ItemOutcome(path, key, job.name, "skipped", str(exc)))
+                continue
+            except Exception as exc:
+                if writer is not None:
+                    writer.abort()
+                result.outcomes.append(
+                    ItemOutcome(
+                        path,
+                        key,
+                        job.name,
+                        "failed",
+                        f"{type(exc).__name__}: {exc}",
+                        time.perf_counter() - ts,
+                    )
+                )
+                continue
+            result.items.append((key, job.name, str(writer.path)))
+            result.outcomes.append(
+                ItemOutcome(
+                    path,
+                    key,
+                    job.name,
+                    "done",
+                    "",
+                    time.perf_counter() - ts,
+                    media_seconds,
+                    len(grid),
+                )
+            )
+
+    statuses = {o.status for o in result.outcomes}
+    if "failed" in statuses:
+        result.status = "failed"
+        result.message = "; ".join(
+            f"{o.extractor}: {o.message}" for o in result.outcomes if o.status == "failed"
+        )
+    elif statuses == {"skipped"}:
+        result.status = "skipped"
+        result.message = "; ".join(f"{o.extractor}: {o.message}" for o in result.outcomes)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _worker_process_input(args: tuple, queue: Any) -> InputResult:
+    path, key, jobs, store_path, options = args
+
+    def progress(k: str, label: str, done: float, total: float) -> None:
+        queue.put((k, label, done, total))
+
+    try:
+        return process_input(path, key, jobs, store_path, options, progress)
+    except Exception as exc:  # a worker must always hand a result back
+        return InputResult(path, key, "failed", f"internal error: {exc}\n{traceback.format_exc()}")
+
+
+@dataclass
+class RunSummary:
+    """Everything a run did, for the CLI's summary table."""
+
+    run_id: str
+    results: list[InputResult] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status) + (
+            len(self.problems) if status == "failed" else 0
+        )
+
+    @property
+    def failed(self) -> bool:
+        return self.count("failed") > 0
+
+
+def run(
+    store: FeatureStore,
+    inputs: list[Path],
+    jobs: list[Job],
+    options: RunOptions,
+    problems: list[tuple[str, str]] | None = None,
+    progress: ProgressFn | None = None,
+    on_result: Callable[[InputResult], None] | None = None,
+    command: str = "",
+) -> RunSummary:
+    """Process every input, committing each input's items as soon as it is finished.
+
+    Args:
+        store: a store opened for writing.
+        inputs: files and image folders.
+        jobs: the configured extractors.
+        options: see :class:`RunOptions`.
+        problems: ``(argument, message)`` pairs found while collecting inputs; they are
+            logged as failures.
+        progress: called with ``(key, label, done_seconds, total_seconds)``.
+        on_result: called after each input is committed.
+        command: the command line, for the run log.
+    """
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    summary = RunSummary(run_id, problems=list(problems or []))
+    t0 = time.perf_counter()
+
+    def entry(**kw: Any) -> dict[str, Any]:
+        return {"run": run_id, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **kw}
+
+    store.commit(
+        [],
+        [
+            entry(
+                event="run-start",
+                command=command,
+                emofeat_version=__version__,
+                extractors=[j.name for j in jobs],
+                inputs=len(inputs),
+                pid=os.getpid(),
+            )
+        ]
+        + [
+            entry(event="input", input=a, key="", extractor="", status="failed", message=m)
+            for a, m in summary.problems
+        ],
+    )
+    keys = input_keys(inputs)
+    unchanged_by: dict[tuple[str, str], list[ItemOutcome]] = {}
+    pending: list[tuple[str, str, list[Job]]] = []
+    for path in inputs:
+        key = keys[path]
+        todo = jobs
+        unchanged: list[ItemOutcome] = []
+        if not options.overwrite and path.exists():
+            try:
+                ident = source_identity(path, content_hash=False)
+            except OSError:
+                ident = None
+            if ident is not None:
+                todo = []
+                for job in jobs:
+                    if is_unchanged(store, key, job, ident):
+                        unchanged.append(
+                            ItemOutcome(
+                                str(path),
+                                key,
+                                job.name,
+                                "unchanged",
+                                "complete and unchanged in the store",
+                            )
+                        )
+                    else:
+                        todo.append(job)
+        if not todo:
+            res = InputResult(
+                str(path), key, "unchanged", "all items complete and unchanged", outcomes=unchanged
+            )
+            _commit_result(store, res, entry)
+            summary.results.append(res)
+            if on_result:
+                on_result(res)
+            continue
+        pending.append((str(path), key, todo))
+        unchanged_by[(str(path), key)] = unchanged
+
+    def finish(res: InputResult) -> None:
+        res.outcomes = unchanged_by.pop((res.input, res.key), []) + res.outcomes
+        _commit_result(store, res, entry)
+        summary.results.append(res)
+        if on_result:
+            on_result(res)
+
+    if options.workers <= 1 or len(pending) <= 1:
+        for path, key, todo in pending:
+            finish(process_input(path, key, todo, str(store.path), options, progress))
+    else:
+        ctx = get_context("spawn")
+        with ctx.Manager() as manager:
+            queue = manager.Queue()
+            with ProcessPoolExecutor(max_workers=options.workers, mp_context=ctx) as pool:
+                futures = {
+                    pool.submit(_worker_process_input, (p, k, t, str(store.path), options), queue)
+                    for p, k, t in pending
+                }
+                remaining = set(futures)
+                while remaining:
+                    while not queue.empty() and progress is not None:
+                        progress(*queue.get_nowait())
+                    done = [f for f in remaining if f.done()]
+                    for fut in done:
+                        remaining.discard(fut)
+                        finish(fut.result())
+                    if not done:
+                        time.sleep(0.05)
+    summary.seconds = time.perf_counter() - t0
+    store.commit(
+        [],
+        [
+            entry(
+                event="run-end",
+                seconds=round(summary.seconds, 3),
+                done=summary.count("done"),
+                skipped=summary.count("skipped"),
+                unchanged=summary.count("unchanged"),
+                failed=summary.count("failed"),
+            )
+        ],
+    )
+    return summary
+
+
+def _commit_result(store: FeatureStore, res: InputResult, entry: Callable[..., dict]) -> None:
+    log = [
+        entry(
+            event="item",
+            input=o.input,
+            key=o.key,
+            extractor=o.extractor,
+            status=o.status,
+            message=o.message,
+            seconds=round(o.seconds, 4),
+        )
+        for o in res.outcomes
+    ]
+    log.append(
+        entry(
+            event="input",
+            input=res.input,
+            key=res.key,
+            extractor="",
+            status=res.status,
+            message=res.message,
+            warnings=res.warnings,
+            seconds=round(res.seconds, 4),
+        )
+    )
+    items = [(k, e, Path(p)) for k, e, p in res.items]
+    try:
+        store.commit(items, log)
+    except Exception as exc:
+        for _, _, p in items:
+            p.unlink(missing_ok=True)
+        res.status = "failed"
+        res.message = f"could not write to the store: {exc}"
+        for o in res.outcomes:
+            if o.status == "done":
+                o.status, o.message = "failed", res.message
+        raise EmofeatError(f"{store.path}: {res.message}") from exc

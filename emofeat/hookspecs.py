@@ -1,0 +1,22 @@
+"""Hook specifications: the whole contract between emofeat and its plugins.
+
+Every hook is named ``register_*`` and receives a ``register`` callback (or the CLI group)
+from the core; plugins never touch global state themselves.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("emofeat")
+hookimpl = pluggy.HookimplMarker("emofeat")
+
+
+@hookspec
+def register_extractors(register):  # type: ignore[no-untyped-def]
+    """Register extractor classes: call ``register(ExtractorClass)`` once per class."""
+
+
+@hookspec
+def register_commands(cli):  # type: ignore[no-untyped-def]
+    """Add click commands or groups to the ``emofeat`` command group ``cli``."""

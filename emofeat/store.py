@@ -1,0 +1,631 @@
+"""The feature store: crash-safe, frame-aligned HDF5 (layout in docs/store.md).
+
+A store named ``feats.h5`` is two things side by side:
+
+* ``feats.h5`` - the *index*: a small HDF5 file with one external link per item
+  (``/items/<input>/<extractor>``) and the run log (``/log``). It is only ever replaced
+  atomically (copy, change, fsync, rename), so a reader or a crash sees either the old or
+  the new index, never a half-written one.
+* ``feats.h5.d/`` - one HDF5 file per item (input x extractor). An item file is written
+  under ``.staging/``, fsynced, and renamed into place when complete; it is never changed
+  afterwards (``--overwrite`` writes a new file and renames it over the old one).
+
+Why not one big HDF5 file: a SIGKILL while HDF5 appends to a file can leave the whole file
+unreadable (measured, see ARCHITECTURE.md), so no write may touch a file that already
+holds completed items unless it is atomic. Plain h5py follows the external links, so
+``h5py.File("feats.h5")["items/video1/egemaps/lld/data"]`` just works.
+
+The store holds no pickled objects: configs and provenance are JSON strings.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from emofeat._version import __version__
+from emofeat.errors import StoreError, StoreInUseError
+from emofeat.extractor import Rows
+from emofeat.media import FrameGrid
+from emofeat.timeline import align_to_frames, gather_rows
+
+FORMAT_NAME = "emofeat-store"
+FORMAT_VERSION = 1
+ALIGNMENT_RULE = "nearest-centre-covering-v1"
+_STR = h5py.string_dtype("utf-8")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
+
+
+def safe_name(name: str) -> str:
+    """A name usable both as an HDF5 group name and as a file name."""
+    safe = _UNSAFE.sub("_", name).strip(".") or "_"
+    return safe
+
+
+def source_identity(path: str | os.PathLike, content_hash: bool = True) -> dict[str, Any]:
+    """Identity of an input file or image folder: size, mtime and a content hash.
+
+    Files are hashed in full (sha256). Image folders are hashed over the sorted list of
+    (file name, size, mtime) - hashing every frame image of a corpus would cost more than
+    extracting from it.
+    """
+    p = Path(path)
+    st = p.stat()
+    ident: dict[str, Any] = {
+        "path": str(p.resolve()),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+    }
+    h = hashlib.sha256()
+    if p.is_dir():
+        entries = sorted(os.scandir(p), key=lambda e: e.name)
+        total = 0
+        for e in entries:
+            if e.is_file():
+                est = e.stat()
+                total += est.st_size
+                h.update(f"{e.name}\0{est.st_size}\0{est.st_mtime_ns}\n".encode())
+        ident.update(size=total, hash="sha256-listing:" + h.hexdigest())
+    elif content_hash:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        ident["hash"] = "sha256:" + h.hexdigest()
+    return ident
+
+
+def same_source(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """True when two identities describe unchanged content (size + mtime, or hash)."""
+    if a.get("size") != b.get("size"):
+        return False
+    if a.get("mtime_ns") == b.get("mtime_ns"):
+        return True
+    return bool(a.get("hash")) and a.get("hash") == b.get("hash")
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-serialisable config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class StreamData:
+    """One stream of one item, read into memory.
+
+    Attributes:
+        data: float32 values, shape ``(n, dims)``.
+        times: ``(n, 2)`` start and end of each row in seconds.
+        mask: ``(n,)`` True where the row is valid.
+        labels: the names of the dimensions.
+        aligned: True when the rows are the input's frames.
+        row: for aligned data, the native row each frame took its values from (-1: none).
+    """
+
+    data: np.ndarray
+    times: np.ndarray
+    mask: np.ndarray
+    labels: list[str]
+    aligned: bool
+    row: np.ndarray | None = None
+
+
+class ItemWriter:
+    """Writes one item (input x extractor) to a staging file, streaming rows to disk."""
+
+    def __init__(self, path: Path, key: str, extractor: str, stream_levels: dict[str, str]) -> None:
+        self.path = path
+        self.key = key
+        self.extractor = extractor
+        self.stream_levels = stream_levels
+        self.file = h5py.File(path, "w")
+        self.file.attrs["complete"] = False
+        self.rows: dict[str, int] = {}
+
+    def _create(self, rows: Rows, labels: tuple[str, ...] | None) -> h5py.Group:
+        d = rows.data.shape[1]
+        g = self.file.create_group(rows.stream)
+        chunk_rows = max(1, min(4096, 262144 // (4 * max(d, 1))))
+        g.create_dataset(
+            "data",
+            shape=(0, d),
+            maxshape=(None, d),
+            dtype="f4",
+            chunks=(chunk_rows, d),
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+        )
+        g.create_dataset(
+            "times",
+            shape=(0, 2),
+            maxshape=(None, 2),
+            dtype="f8",
+            chunks=(4096, 2),
+            compression="gzip",
+            compression_opts=4,
+        )
+        g.create_dataset(
+            "mask",
+            shape=(0,),
+            maxshape=(None,),
+            dtype=bool,
+            chunks=(4096,),
+            compression="gzip",
+            compression_opts=4,
+        )
+        names = list(labels) if labels else [f"{rows.stream}_{i}" for i in range(d)]
+        if len(names) != d:
+            raise StoreError(
+                f"{self.extractor}: stream {rows.stream!r} has {d} dims but {len(names)} labels"
+            )
+        g.create_dataset("labels", data=np.array(names, dtype=object), dtype=_STR)
+        g.attrs["level"] = self.stream_levels.get(rows.stream, "frame")
+        self.rows[rows.stream] = 0
+        return g
+
+    def append(self, rows: Rows, labels: tuple[str, ...] | None = None) -> None:
+        """Append a block of native rows (labels are used when the stream is new)."""
+        if rows.stream not in self.file:
+            g = self._create(rows, rows.labels or labels)
+        else:
+            g = self.file[rows.stream]
+        n0, n = self.rows[rows.stream], len(rows)
+        if n == 0:
+            return
+        if rows.data.shape[1] != g["data"].shape[1]:
+            raise StoreError(
+                f"{self.extractor}: stream {rows.stream!r} changed width from "
+                f"{g['data'].shape[1]} to {rows.data.shape[1]}"
+            )
+        for name, value in (
+            ("data", rows.data),
+            ("times", np.stack([rows.start, rows.end], axis=1)),
+            ("mask", np.ones(n, bool) if rows.valid is None else rows.valid),
+        ):
+            ds = g[name]
+            ds.resize(n0 + n, axis=0)
+            ds[n0 : n0 + n] = value
+        self.rows[rows.stream] = n0 + n
+
+    def ensure_stream(self, stream: str, labels: tuple[str, ...]) -> None:
+        """Create an empty stream (an extractor that produced no rows still has its streams)."""
+        if stream not in self.file and labels:
+            self._create(Rows(stream, np.zeros((0, len(labels))), [], []), labels)
+
+    def finalize(self, grid: FrameGrid, attrs: dict[str, Any], block: int = 8192) -> None:
+        """Align every stream onto ``grid``, write provenance, close and fsync."""
+        f = self.file
+        f.create_dataset(
+            "frames/times",
+            data=np.stack([grid.starts, grid.ends], axis=1),
+            compression="gzip",
+            compression_opts=4,
+        )
+        f["frames"].attrs["rate"] = grid.rate
+        f["frames"].attrs["source"] = grid.source
+        for stream in self.rows:
+            g = f[stream]
+            times = g["times"][:]
+            mask = g["mask"][:]
+            index, valid = align_to_frames(times[:, 0], times[:, 1], grid.starts, grid.ends, mask)
+            d = g["data"].shape[1]
+            m = len(grid)
+            chunk_rows = max(1, min(4096, 262144 // (4 * max(d, 1))))
+            ad = g.create_dataset(
+                "aligned/data",
+                shape=(m, d),
+                dtype="f4",
+                chunks=(min(chunk_rows, max(m, 1)), d) if m else None,
+                compression="gzip",
+                compression_opts=4,
+                shuffle=True,
+            )
+            src = g["data"]
+            for a in range(0, m, block):
+                idx = index[a : a + block]
+                ok = idx >= 0
+                if ok.any():
+                    lo, hi = int(idx[ok].min()), int(idx[ok].max()) + 1
+                    rows = src[lo:hi]
+                    shifted = np.where(ok, idx - lo, -1)
+                    ad[a : a + len(idx)] = gather_rows(rows, shifted)
+                else:
+                    ad[a : a + len(idx)] = np.full((len(idx), d), np.nan, np.float32)
+            g.create_dataset("aligned/mask", data=valid, compression="gzip", compression_opts=4)
+            g.create_dataset("aligned/row", data=index, compression="gzip", compression_opts=4)
+            g.attrs["coverage"] = float(valid.mean()) if m else 0.0
+        for k, v in attrs.items():
+            f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+        f.attrs["alignment"] = ALIGNMENT_RULE
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["complete"] = True
+        f.flush()
+        f.close()
+        _fsync_path(self.path)
+
+    def abort(self) -> None:
+        """Discard the staging file."""
+        try:
+            self.file.close()
+        except Exception:
+            pass
+        self.path.unlink(missing_ok=True)
+
+
+class FeatureStore:
+    """A feature store on disk (see the module docstring and docs/store.md).
+
+    Open one for reading with :func:`open_store`; the engine opens it for writing with
+    ``FeatureStore(path, mode="a")``, which takes an exclusive lock.
+
+    Args:
+        path: the index file, e.g. ``feats.h5``; items live in ``feats.h5.d/``.
+        mode: ``"r"`` (read only) or ``"a"`` (create if missing, write; exclusive).
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "r") -> None:
+        self.path = Path(path)
+        self.dir = self.path.with_name(self.path.name + ".d")
+        self.mode = mode
+        self._lock_fd: int | None = None
+        if mode == "r":
+            if not self.path.exists():
+                raise StoreError(f"{self.path}: no such store")
+            self._check_index(self.path)
+        elif mode == "a":
+            self._open_for_writing()
+        else:
+            raise ValueError(f"mode must be 'r' or 'a', not {mode!r}")
+
+    # -- opening ----------------------------------------------------------------------
+    def _check_index(self, path: Path) -> None:
+        try:
+            with h5py.File(path, "r") as f:
+                fmt = f.attrs.get("format")
+                ver = f.attrs.get("format_version")
+        except OSError as exc:
+            raise StoreError(f"{path}: not an HDF5 file or unreadable ({exc})") from exc
+        if fmt != FORMAT_NAME:
+            raise StoreError(f"{path}: an HDF5 file, but not an emofeat store")
+        if ver is None or int(ver) > FORMAT_VERSION:
+            raise StoreError(
+                f"{path}: store format version {ver} is newer than this emofeat supports "
+                f"({FORMAT_VERSION}); upgrade emofeat"
+            )
+
+    def _open_for_writing(self) -> None:
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        if self.path.exists():
+            self._check_index(self.path)
+        if not parent.is_dir():
+            raise StoreError(f"{self.path}: cannot write here: folder {parent} does not exist")
+        try:
+            (self.dir / ".staging").mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot write here ({exc.strerror})") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise StoreInUseError(
+                    f"{self.path}: in use: another emofeat process is writing this store "
+                    f"({holder or 'unknown process'}); wait for it to finish"
+                ) from exc
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        self._lock_fd = fd
+        # a killed run leaves staging files behind: they were never visible, drop them
+        for leftover in (self.dir / ".staging").iterdir():
+            leftover.unlink(missing_ok=True)
+        if not self.path.exists():
+            tmp = self.dir / ".staging" / f"index-{uuid.uuid4().hex}.h5"
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = FORMAT_NAME
+                f.attrs["format_version"] = FORMAT_VERSION
+                f.attrs["created_by"] = f"emofeat {__version__}"
+                f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                f.attrs["alignment"] = ALIGNMENT_RULE
+                f.create_group("items")
+                f.create_dataset("log", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(256,))
+            self._replace_index(tmp)
+
+    def close(self) -> None:
+        """Release the write lock (reading stores hold nothing open)."""
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------------
+    def _require_writer(self) -> None:
+        if self._lock_fd is None:
+            raise StoreError(f"{self.path}: opened read-only")
+
+    def _replace_index(self, tmp: Path) -> None:
+        _fsync_path(tmp)
+        os.replace(tmp, self.path)
+        _fsync_path(self.path.parent if str(self.path.parent) else Path("."), directory=True)
+
+    def item_path(self, key: str, extractor: str) -> Path:
+        """Where the item file of ``key`` x ``extractor`` lives once committed."""
+        return self.dir / "items" / safe_name(key) / f"{safe_name(extractor)}.h5"
+
+    def new_item(self, key: str, extractor: str, stream_levels: dict[str, str]) -> ItemWriter:
+        """Start writing an item in the staging area."""
+        self._require_writer()
+        tmp = (
+            self.dir / ".staging" / f"{safe_name(key)}.{safe_name(extractor)}.{uuid.uuid4().hex}.h5"
+        )
+        return ItemWriter(tmp, key, extractor, stream_levels)
+
+    def commit(self, items: list[tuple[str, str, Path]], log: list[dict[str, Any]]) -> None:
+        """Make finished items visible and append run-log entries, atomically.
+
+        Args:
+            items: ``(key, extractor, staged_file)`` triples of finalized item files.
+            log: run-log entries (JSON-serialisable dicts).
+        """
+        self._require_writer()
+        for key, extractor, staged in items:
+            final = self.item_path(key, extractor)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+            _fsync_path(final.parent, directory=True)
+        tmp = self.dir / ".staging" / f"index-{uuid.uuid4().hex}.h5"
+        shutil.copyfile(self.path, tmp)
+        with h5py.File(tmp, "a") as f:
+            for key, extractor, _ in items:
+                g = f.require_group(f"items/{safe_name(key)}")
+                g.attrs["key"] = key
+                name = safe_name(extractor)
+                if name in g:
+                    del g[name]
+                rel = os.path.relpath(self.item_path(key, extractor), self.path.parent)
+                g[name] = h5py.ExternalLink(rel, "/")
+            if log:
+                ds = f["log"]
+                n0 = ds.shape[0]
+                ds.resize(n0 + len(log), axis=0)
+                ds[n0:] = np.array([json.dumps(e, sort_keys=True) for e in log], dtype=object)
+        self._replace_index(tmp)
+
+    # -- reading ----------------------------------------------------------------------
+    def _index(self) -> h5py.File:
+        return h5py.File(self.path, "r")
+
+    def items(self) -> list[str]:
+        """Input keys that hold at least one item."""
+        with self._index() as f:
+            return sorted(f["items"].keys())
+
+    def extractors(self, key: str) -> list[str]:
+        """Extractors stored for an input."""
+        with self._index() as f:
+            g = f["items"].get(safe_name(key))
+            return sorted(g.keys()) if g is not None else []
+
+    def has_item(self, key: str, extractor: str) -> bool:
+        """True when a complete item is stored and readable."""
+        return self.item_attrs(key, extractor) is not None
+
+    def _item_file(self, key: str, extractor: str) -> Path:
+        with self._index() as f:
+            g = f["items"].get(safe_name(key))
+            if g is None or safe_name(extractor) not in g:
+                raise KeyError(f"{self.path}: no item {key!r} x {extractor!r}")
+            link = g.get(safe_name(extractor), getlink=True)
+        return (self.path.parent / link.filename).resolve()
+
+    def item_attrs(self, key: str, extractor: str) -> dict[str, Any] | None:
+        """Provenance attributes of an item (JSON values decoded); None if absent."""
+        try:
+            path = self._item_file(key, extractor)
+            with h5py.File(path, "r") as f:
+                if not f.attrs.get("complete", False):
+                    return None
+                return _decode_attrs(f.attrs)
+        except (KeyError, OSError):
+            return None
+
+    def streams(self, key: str, extractor: str) -> list[str]:
+        """Stream names of an item."""
+        with h5py.File(self._item_file(key, extractor), "r") as f:
+            return sorted(n for n in f.keys() if n != "frames")
+
+    def read(
+        self, key: str, extractor: str, stream: str | None = None, aligned: bool = False
+    ) -> StreamData:
+        """Read one stream into memory.
+
+        Args:
+            key: the input's key (see :meth:`items`).
+            extractor: extractor name.
+            stream: stream name; may be omitted when the extractor has a single stream.
+            aligned: return the frame-aligned view (one row per frame of the input).
+        """
+        path = self._item_file(key, extractor)
+        with h5py.File(path, "r") as f:
+            names = [n for n in f.keys() if n != "frames"]
+            if stream is None:
+                if len(names) != 1:
+                    raise KeyError(f"{key} x {extractor}: choose a stream among {sorted(names)}")
+                stream = names[0]
+            if stream not in f:
+                raise KeyError(f"{key} x {extractor}: no stream {stream!r} (has {sorted(names)})")
+            g = f[stream]
+            labels = [s.decode() if isinstance(s, bytes) else s for s in g["labels"][:]]
+            if aligned:
+                return StreamData(
+                    g["aligned/data"][:],
+                    f["frames/times"][:],
+                    g["aligned/mask"][:],
+                    labels,
+                    True,
+                    g["aligned/row"][:],
+                )
+            return StreamData(g["data"][:], g["times"][:], g["mask"][:], labels, False)
+
+    def to_frame(
+        self,
+        extractor: str,
+        stream: str | None = None,
+        keys: list[str] | None = None,
+        aligned: bool = False,
+        apply_mask: bool = True,
+    ) -> pd.DataFrame:
+        """Features as a DataFrame indexed by ``(file, start, end)`` like opensmile.
+
+        ``file`` is the input's source path, ``start``/``end`` are ``pd.Timedelta``.
+        Invalid rows hold NaN when ``apply_mask`` is true.
+        """
+        frames = []
+        for key in keys if keys is not None else self.items():
+            if extractor not in self.extractors(key):
+                continue
+            sd = self.read(key, extractor, stream, aligned=aligned)
+            attrs = self.item_attrs(key, extractor) or {}
+            file = (attrs.get("source") or {}).get("path", key)
+            data = sd.data.copy()
+            if apply_mask:
+                data[~sd.mask] = np.nan
+            index = pd.MultiIndex.from_arrays(
+                [
+                    [file] * len(data),
+                    pd.to_timedelta(sd.times[:, 0], unit="s"),
+                    pd.to_timedelta(sd.times[:, 1], unit="s"),
+                ],
+                names=["file", "start", "end"],
+            )
+            frames.append(pd.DataFrame(data, index=index, columns=sd.labels))
+        if not frames:
+            raise KeyError(f"{self.path}: no items of extractor {extractor!r}")
+        return pd.concat(frames)
+
+    def run_log(self) -> pd.DataFrame:
+        """Every recorded outcome, oldest first, as a DataFrame."""
+        with self._index() as f:
+            entries = [json.loads(s) for s in f["log"].asstr()[:]]
+        return pd.DataFrame(entries)
+
+    def stored_input(self, key: str, extra: dict[str, Path] | None = None) -> StoredInput:
+        """Access to the streams of one input, for ``features`` extractors."""
+        files: dict[str, Path] = {}
+        for ex in self.extractors(key):
+            try:
+                files[ex] = self._item_file(key, ex)
+            except KeyError:
+                continue
+        files.update(extra or {})
+        return StoredInput(key, files)
+
+
+class StoredInput:
+    """The streams stored for one input, read lazily (given to ``features`` extractors)."""
+
+    def __init__(self, key: str, files: dict[str, Path]) -> None:
+        self.key = key
+        self.files = files
+
+    def streams(self) -> list[tuple[str, str, str]]:
+        """``(extractor, stream, level)`` for every stored stream."""
+        out = []
+        for ex, path in sorted(self.files.items()):
+            try:
+                with h5py.File(path, "r") as f:
+                    for name in sorted(f.keys()):
+                        if name != "frames":
+                            out.append((ex, name, str(f[name].attrs.get("level", "frame"))))
+            except OSError:
+                continue
+        return out
+
+    def labels(self, extractor: str, stream: str) -> list[str]:
+        """Dimension names of a stream."""
+        with h5py.File(self.files[extractor], "r") as f:
+            return list(f[stream]["labels"].asstr()[:])
+
+    def aligned_blocks(
+        self, extractor: str, stream: str, block: int = 4096
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield ``(first_frame, data, mask)`` blocks of the frame-aligned view."""
+        if extractor not in self.files:
+            raise KeyError(f"{self.key}: no stored extractor {extractor!r}")
+        with h5py.File(self.files[extractor], "r") as f:
+            g = f[stream]
+            n = g["aligned/data"].shape[0]
+            for a in range(0, n, block):
+                yield a, g["aligned/data"][a : a + block], g["aligned/mask"][a : a + block]
+
+    def read_aligned(
+        self, extractor: str, stream: str, start: int, stop: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Frames ``start:stop`` of a stream's frame-aligned view: ``(data, mask)``."""
+        if extractor not in self.files:
+            raise KeyError(f"{self.key}: no stored extractor {extractor!r}")
+        with h5py.File(self.files[extractor], "r") as f:
+            g = f[stream]
+            return g["aligned/data"][start:stop], g["aligned/mask"][start:stop]
+
+    def provenance(self, extractor: str) -> dict[str, Any]:
+        """The source item's attributes."""
+        with h5py.File(self.files[extractor], "r") as f:
+            return _decode_attrs(f.attrs)
+
+
+def _decode_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in attrs.items():
+        if isinstance(v, bytes):
+            v = v.decode()
+        if isinstance(v, str) and v[:1] in "{[":
+            try:
+                v = json.loads(v)
+            except ValueError:
+                pass
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out
+
+
+def open_store(path: str | os.PathLike) -> FeatureStore:
+    """Open a feature store for reading.
+
+    Example:
+        >>> store = open_store("feats.h5")  # doctest: +SKIP
+        >>> store.to_frame("egemaps", "lld")  # doctest: +SKIP
+    """
+    return FeatureStore(path, mode="r")

@@ -1,0 +1,203 @@
+"""``functionals``: sliding-window statistics over any stream already in the store.
+
+It reads the frame-aligned view of its source streams (invalid frames excluded), cuts the
+frame grid into windows ``[k * hop, k * hop + win)`` seconds (a frame belongs to a window
+when its centre does), and writes one row per window and source stream. This is the input
+of the paper's functionals + Kernel-ELM baseline (mean, std, min, max of face embeddings).
+
+A window is valid when at least ``min_valid`` of the frames a full window holds are valid.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import numpy as np
+
+import emofeat
+from emofeat import Extractor, Rows, Setting, SkipExtractor, StreamSpec
+
+STATS = (
+    "mean",
+    "std",
+    "min",
+    "max",
+    "range",
+    "median",
+    "p10",
+    "p25",
+    "p75",
+    "p90",
+    "iqr",
+    "slope",
+    "first",
+    "last",
+)
+
+
+def window_stats(x: np.ndarray, t: np.ndarray, stats: list[str]) -> np.ndarray:
+    """Statistics of the rows of ``x`` (frames x dims) at times ``t`` (seconds).
+
+    ``slope`` is the least-squares slope per second; with fewer than two frames it is 0.
+    Returns a vector of ``len(stats) * dims`` values ordered stat-major.
+    """
+    d = x.shape[1]
+    if len(x) == 0:
+        return np.full(len(stats) * d, np.nan, np.float32)
+    x = x.astype(np.float64, copy=False)
+    cache: dict[str, np.ndarray] = {}
+
+    def pct(q: float) -> np.ndarray:
+        key = f"q{q}"
+        if key not in cache:
+            cache[key] = np.percentile(x, q, axis=0)
+        return cache[key]
+
+    out = []
+    for s in stats:
+        if s == "mean":
+            v = x.mean(0)
+        elif s == "std":
+            v = x.std(0)
+        elif s == "min":
+            v = x.min(0)
+        elif s == "max":
+            v = x.max(0)
+        elif s == "range":
+            v = x.max(0) - x.min(0)
+        elif s == "median":
+            v = pct(50)
+        elif s in ("p10", "p25", "p75", "p90"):
+            v = pct(float(s[1:]))
+        elif s == "iqr":
+            v = pct(75) - pct(25)
+        elif s == "slope":
+            if len(x) < 2:
+                v = np.zeros(d)
+            else:
+                tc = t - t.mean()
+                denom = float((tc**2).sum())
+                v = (tc[:, None] * (x - x.mean(0))).sum(0) / denom if denom > 0 else np.zeros(d)
+        elif s == "first":
+            v = x[0]
+        elif s == "last":
+            v = x[-1]
+        else:  # validated in __init__
+            raise ValueError(s)
+        out.append(v)
+    return np.concatenate(out).astype(np.float32)
+
+
+class Functionals(Extractor):
+    """Sliding-window statistics over stored streams."""
+
+    name = "functionals"
+    version = "1"
+    modality = "features"
+    license = "MIT (no model)"
+    description = (
+        "sliding-window statistics (mean, std, min, max, percentiles, slope) of stored streams"
+    )
+    settings = {
+        "source": Setting(
+            [],
+            "streams to summarise as EXTRACTOR or EXTRACTOR.STREAM (wildcards allowed); "
+            "default: every frame-level stream stored for the input",
+        ),
+        "win": Setting(4.0, "window length in seconds"),
+        "hop": Setting(2.0, "hop in seconds"),
+        "stats": Setting(
+            ["mean", "std", "min", "max", "p10", "p50", "p90", "slope"],
+            "statistics to compute; any of " + ", ".join(STATS) + ", p50",
+        ),
+        "min_valid": Setting(0.5, "fraction of a full window's frames that must be valid"),
+    }
+
+    def __init__(self, config=None, device="cpu"):
+        super().__init__(config, device)
+        stats = ["median" if s == "p50" else s for s in self.config["stats"]]
+        bad = [s for s in stats if s not in STATS]
+        if bad or not stats:
+            raise emofeat.ConfigError(
+                f"functionals.stats: unknown statistic {bad[0] if bad else '(none)'}; "
+                f"choose from {', '.join(STATS)}"
+            )
+        if self.config["win"] <= 0 or self.config["hop"] <= 0:
+            raise emofeat.ConfigError("functionals: win and hop must be positive seconds")
+        self.stats = stats
+        self._streams: list[StreamSpec] = []
+
+    def streams(self):
+        return list(self._streams)
+
+    def sources(self, stored):
+        wanted = self.config["source"]
+        chosen = []
+        for ex, stream, level in stored.streams():
+            if ex == self.name:
+                continue
+            full = f"{ex}.{stream}"
+            if wanted:
+                if any(fnmatch.fnmatchcase(full, w) or fnmatch.fnmatchcase(ex, w) for w in wanted):
+                    chosen.append((ex, stream))
+            elif level == "frame":
+                chosen.append((ex, stream))
+        if wanted and not chosen:
+            available = ", ".join(f"{e}.{s}" for e, s, _ in stored.streams()) or "nothing"
+            raise SkipExtractor(
+                f"none of {', '.join(wanted)} is stored for this input (stored: {available})"
+            )
+        self._streams = [
+            StreamSpec(
+                f"{ex}.{st}",
+                (),
+                "window",
+                f"win {self.config['win']:g} s, hop {self.config['hop']:g} s",
+            )
+            for ex, st in chosen
+        ]
+        return chosen
+
+    def process_stored(self, source, grid):
+        win, hop = float(self.config["win"]), float(self.config["hop"])
+        centres = grid.centres
+        duration = float(grid.ends[-1]) if len(grid) else 0.0
+        starts = np.arange(0.0, max(duration, 1e-9), hop)
+        # stop after the first window that reaches the end of the input
+        full_end = np.nonzero(starts + win >= duration - 1e-9)[0]
+        if len(full_end):
+            starts = starts[: full_end[0] + 1]
+        lo = np.searchsorted(centres, starts, side="left")
+        hi = np.searchsorted(centres, starts + win, side="left")
+        expected = max(1.0, win * grid.rate)
+        for ex, stream in self.sources(source):
+            labels = source.labels(ex, stream)
+            names = tuple(f"{lab}_{s}" for s in self.stats for lab in labels)
+            # read the windows in groups so that memory stays bounded on long inputs
+            k = 0
+            while k < len(starts):
+                k_end = k + 1
+                while k_end < len(starts) and hi[k_end] - lo[k] <= 8192:
+                    k_end += 1
+                a, b = int(lo[k]), int(hi[k_end - 1])
+                data, mask = source.read_aligned(ex, stream, a, b)
+                values, valid = [], []
+                for j in range(k, k_end):
+                    sl = slice(int(lo[j]) - a, int(hi[j]) - a)
+                    m = mask[sl]
+                    values.append(window_stats(data[sl][m], centres[lo[j] : hi[j]][m], self.stats))
+                    valid.append(m.sum() >= self.config["min_valid"] * expected and m.any())
+                yield Rows(
+                    f"{ex}.{stream}",
+                    np.stack(values),
+                    starts[k:k_end],
+                    starts[k:k_end] + win,
+                    valid=valid,
+                    labels=names,
+                )
+                k = k_end
+
+
+@emofeat.hookimpl
+def register_extractors(register):
+    register(Functionals)
