@@ -217,9 +217,8 @@ def process_input(
     writers: dict[str, ItemWriter] = {}
 
     def new_writer(job: Job, ex: Extractor) -> ItemWriter:
-        levels = {s.name: s.level for s in ex.streams()}
         tmp = staging / f"{safe_name(key)}.{safe_name(job.name)}.{uuid.uuid4().hex}.h5"
-        w = ItemWriter(tmp, key, job.name, levels)
+        w = ItemWriter(tmp, key, job.name, ex.streams())
         writers[job.name] = w
         return w
 

@@ -434,7 +434,9 @@ class Decoder:
             idx.clear()
             return chunk
 
-        for number, path in zip(info.frame_numbers, _image_paths(info.path, info.frame_numbers)):
+        for number, path in zip(
+            info.frame_numbers, _image_paths(info.path, info.frame_numbers), strict=True
+        ):
             try:
                 with Image.open(path) as im:
                     arr = np.asarray(im.convert("RGB"))

@@ -180,7 +180,7 @@ def write_image_sequence(
     size: tuple[int, int] = (112, 112),
     missing: tuple[int, ...] = (),
 ) -> Path:
-    """Write ``00001.jpg ...`` frames (Aff-Wild2 crop layout); numbers in ``missing`` are left out."""
+    """Write ``00001.jpg ...`` frames (Aff-Wild2 crop layout), leaving out ``missing`` numbers."""
     from PIL import Image
 
     folder = Path(folder)

@@ -40,7 +40,7 @@ import pandas as pd
 
 from emofeat._version import __version__
 from emofeat.errors import StoreError, StoreInUseError
-from emofeat.extractor import Rows
+from emofeat.extractor import Rows, StreamSpec
 from emofeat.media import FrameGrid
 from emofeat.timeline import align_to_frames, gather_rows
 
@@ -135,11 +135,11 @@ class StreamData:
 class ItemWriter:
     """Writes one item (input x extractor) to a staging file, streaming rows to disk."""
 
-    def __init__(self, path: Path, key: str, extractor: str, stream_levels: dict[str, str]) -> None:
+    def __init__(self, path: Path, key: str, extractor: str, streams: list[StreamSpec]) -> None:
         self.path = path
         self.key = key
         self.extractor = extractor
-        self.stream_levels = stream_levels
+        self.specs = {s.name: s for s in streams}
         self.file = h5py.File(path, "w")
         self.file.attrs["complete"] = False
         self.rows: dict[str, int] = {}
@@ -182,14 +182,17 @@ class ItemWriter:
                 f"{self.extractor}: stream {rows.stream!r} has {d} dims but {len(names)} labels"
             )
         g.create_dataset("labels", data=np.array(names, dtype=object), dtype=_STR)
-        g.attrs["level"] = self.stream_levels.get(rows.stream, "frame")
+        spec = self.specs.get(rows.stream)
+        g.attrs["level"] = spec.level if spec else "frame"
+        g.attrs["rate"] = spec.rate if spec else ""
         self.rows[rows.stream] = 0
         return g
 
     def append(self, rows: Rows, labels: tuple[str, ...] | None = None) -> None:
         """Append a block of native rows (labels are used when the stream is new)."""
         if rows.stream not in self.file:
-            g = self._create(rows, rows.labels or labels)
+            spec = self.specs.get(rows.stream)
+            g = self._create(rows, rows.labels or labels or (spec.labels if spec else None))
         else:
             g = self.file[rows.stream]
         n0, n = self.rows[rows.stream], len(rows)
@@ -383,13 +386,13 @@ class FeatureStore:
         """Where the item file of ``key`` x ``extractor`` lives once committed."""
         return self.dir / "items" / safe_name(key) / f"{safe_name(extractor)}.h5"
 
-    def new_item(self, key: str, extractor: str, stream_levels: dict[str, str]) -> ItemWriter:
+    def new_item(self, key: str, extractor: str, streams: list[StreamSpec]) -> ItemWriter:
         """Start writing an item in the staging area."""
         self._require_writer()
         tmp = (
             self.dir / ".staging" / f"{safe_name(key)}.{safe_name(extractor)}.{uuid.uuid4().hex}.h5"
         )
-        return ItemWriter(tmp, key, extractor, stream_levels)
+        return ItemWriter(tmp, key, extractor, streams)
 
     def commit(self, items: list[tuple[str, str, Path]], log: list[dict[str, Any]]) -> None:
         """Make finished items visible and append run-log entries, atomically.

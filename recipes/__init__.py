@@ -1,1 +1,1 @@
-"""emofeat recipes: temporal and fusion predictors trained on stored features (see docs/recipes.md)."""
+"""emofeat recipes: temporal and fusion predictors trained on stored features."""

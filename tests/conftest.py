@@ -1,0 +1,63 @@
+"""Shared fixtures: real media made with PyAV, real speech from Debian's pocketsphinx-testdata.
+
+Nothing here skips silently: a missing system package is an error that names the package
+(``scripts/test.sh`` installs them).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from emofeat.samples import write_audio, write_image_sequence, write_video
+
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def emofeat_cmd() -> list[str]:
+    """The installed console script next to this interpreter."""
+    exe = Path(sys.executable).with_name("emofeat")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "emofeat"]
+
+
+def run_cli(
+    *args: str, env: dict | None = None, cwd: str | Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run ``emofeat ARGS`` in a subprocess; returns the completed process (text output)."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [*emofeat_cmd(), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def speech_files() -> list[Path]:
+    """Real read speech (LibriVox, 16 kHz mono) from Debian's pocketsphinx-testdata."""
+    files = sorted(LIBRIVOX.glob("*.wav"))
+    if not files:
+        pytest.fail(
+            "real speech missing: apt-get install pocketsphinx-testdata (scripts/test.sh does this)"
+        )
+    return files
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    """A folder of small real media files with known content (made once per session)."""
+    d = tmp_path_factory.mktemp("media")
+    write_video(d / "talk.mp4", duration=6.0, fps=Fraction(30000, 1001))
+    write_video(d / "silent.mp4", duration=2.0, fps=25, audio=False)
+    write_audio(d / "voice.wav", duration=5.0)
+    write_image_sequence(d / "crops" / "track_left", n_frames=40, missing=(10, 11, 12))
+    return d

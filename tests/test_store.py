@@ -1,0 +1,283 @@
+"""The feature store: layout readable with plain h5py, atomic items, reruns, locking, SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+import emofeat
+from emofeat.engine import Job, RunOptions, run
+from emofeat.extractor import Rows, StreamSpec
+from emofeat.media import FrameGrid
+from emofeat.samples import write_audio, write_video
+from emofeat.store import FeatureStore, StoreError, StoreInUseError
+
+from conftest import emofeat_cmd, run_cli
+
+
+def _egemaps_job(**settings) -> Job:
+    entry = emofeat.get_extractor("egemaps")
+    cfg = {k: s.default for k, s in entry.cls.settings.items()}
+    cfg.update(settings)
+    return Job.from_entry(entry, cfg)
+
+
+@pytest.fixture()
+def two_inputs(tmp_path) -> list[Path]:
+    a = write_video(tmp_path / "clip_a.mp4", duration=2.5, fps=25, size=(96, 64))
+    b = write_audio(tmp_path / "clip_b.wav", duration=3.0)
+    return [a, b]
+
+
+def test_layout_is_plain_hdf5_with_provenance(tmp_path, two_inputs):
+    store_path = tmp_path / "feats.h5"
+    with FeatureStore(store_path, mode="a") as store:
+        summary = run(store, two_inputs, [_egemaps_job()], RunOptions())
+    assert [r.status for r in summary.results] == ["done", "done"]
+    # read back without emofeat's reader: plain h5py follows the external links
+    with h5py.File(store_path, "r") as f:
+        assert f.attrs["format"] == "emofeat-store"
+        assert int(f.attrs["format_version"]) == 1
+        item = f["items/clip_a/egemaps"]
+        lld = item["lld"]
+        assert lld["data"].dtype == np.float32
+        assert lld["data"].compression == "gzip" and lld["data"].chunks is not None
+        assert lld["data"].shape[1] == 25 and lld["times"].shape == (lld["data"].shape[0], 2)
+        assert lld["mask"].dtype == bool
+        frames = item["frames/times"][:]
+        assert frames.shape == (int(2.5 * 25), 2)  # one row per video frame
+        assert lld["aligned/data"].shape == (len(frames), 25)
+        assert lld["aligned/mask"].shape == (len(frames),)
+        labels = [s.decode() for s in lld["labels"][:]]
+        assert labels[0] == "Loudness_sma3"
+        attrs = dict(item.attrs)
+        config = json.loads(attrs["config"])
+        assert config["settings"]["win"] == 4.0
+        source = json.loads(attrs["source"])
+        assert source["size"] == two_inputs[0].stat().st_size
+        assert source["hash"].startswith("sha256:")
+        assert attrs["emofeat_version"] == emofeat.__version__
+        assert attrs["plugin_package"] == "emofeat"
+        assert "audEERING" in attrs["license"]
+        assert attrs["complete"]
+        # audio-only input: the fixed grid at the default 100 Hz
+        assert f["items/clip_b/egemaps/frames/times"].shape[0] == 300
+        # no object (pickle) dtypes anywhere: every dataset is numeric, bool or a string
+        kinds = set()
+        f.visititems(lambda n, o: kinds.add(o.dtype.kind) if isinstance(o, h5py.Dataset) else 0)
+        assert kinds <= {"f", "b", "i", "O"}  # 'O' only for h5py variable-length strings
+        f.visititems(
+            lambda n, o: (
+                h5py.check_string_dtype(o.dtype) is not None
+                if isinstance(o, h5py.Dataset) and o.dtype.kind == "O"
+                else None
+            )
+        )
+
+
+def test_dataframe_like_opensmile(tmp_path, two_inputs):
+    store_path = tmp_path / "feats.h5"
+    with FeatureStore(store_path, mode="a") as store:
+        run(store, two_inputs, [_egemaps_job()], RunOptions())
+    store = emofeat.open_store(store_path)
+    df = store.to_frame("egemaps", "lld")
+    assert list(df.index.names) == ["file", "start", "end"]
+    assert isinstance(df.index.get_level_values("start")[0], pd.Timedelta)
+    assert set(df.index.get_level_values("file")) == {str(p.resolve()) for p in two_inputs}
+    assert df.shape[1] == 25
+    aligned = store.to_frame("egemaps", "lld", keys=["clip_a"], aligned=True)
+    assert len(aligned) == int(2.5 * 25)
+    # openSMILE LLD frames: 10 ms hop, start at 0
+    first = df.xs(str(two_inputs[1].resolve()), level="file")
+    starts = first.index.get_level_values("start").total_seconds().to_numpy()
+    np.testing.assert_allclose(np.diff(starts)[:10], 0.01, atol=1e-9)
+
+
+def test_rerun_skips_unchanged_and_redoes_changed(tmp_path, two_inputs):
+    store_path = tmp_path / "feats.h5"
+    with FeatureStore(store_path, mode="a") as store:
+        run(store, two_inputs, [_egemaps_job()], RunOptions())
+        ids = {k: store.item_attrs(k, "egemaps")["item_id"] for k in ("clip_a", "clip_b")}
+        again = run(store, two_inputs, [_egemaps_job()], RunOptions())
+        assert [r.status for r in again.results] == ["unchanged", "unchanged"]
+        assert {k: store.item_attrs(k, "egemaps")["item_id"] for k in ids} == ids
+        # a changed setting redoes the items
+        changed = run(store, two_inputs, [_egemaps_job(hop=1.0)], RunOptions())
+        assert [r.status for r in changed.results] == ["done", "done"]
+        assert store.item_attrs("clip_a", "egemaps")["item_id"] != ids["clip_a"]
+        # a changed file is redone, the other one is not
+        ids = {k: store.item_attrs(k, "egemaps")["item_id"] for k in ("clip_a", "clip_b")}
+        write_audio(two_inputs[1], duration=2.0)
+        third = run(store, two_inputs, [_egemaps_job(hop=1.0)], RunOptions())
+        assert [r.status for r in third.results] == ["unchanged", "done"]
+        assert store.item_attrs("clip_a", "egemaps")["item_id"] == ids["clip_a"]
+        assert store.read("clip_b", "egemaps", "lld").data.shape[0] < 250
+        # --overwrite redoes everything
+        forced = run(store, two_inputs, [_egemaps_job(hop=1.0)], RunOptions(overwrite=True))
+        assert [r.status for r in forced.results] == ["done", "done"]
+    log = emofeat.open_store(store_path).run_log()
+    assert (log["event"] == "run-start").sum() == 5
+    assert set(log.loc[log["event"] == "input", "status"]) == {"done", "unchanged"}
+
+
+class _Counter(emofeat.Extractor):
+    """Per-frame extractor writing the frame's mean grey level (a real computation)."""
+
+    name = "grey"
+    version = "1"
+    modality = "video"
+
+    def streams(self):
+        return [StreamSpec("level", ("grey",), "frame", "video frames")]
+
+    def process(self, chunk):
+        starts = chunk.times
+        yield Rows("level", chunk.frames.reshape(len(starts), -1).mean(1), starts, starts + 0.04)
+
+
+def test_item_visible_only_when_complete(tmp_path):
+    store_path = tmp_path / "feats.h5"
+    store = FeatureStore(store_path, mode="a")
+    writer = store.new_item("k", "grey", [StreamSpec("level", ("grey",))])
+    writer.append(Rows("level", np.ones((3, 1)), [0, 1, 2], [1, 2, 3]))
+    # staged but not committed: invisible to readers
+    assert emofeat.open_store(store_path).items() == []
+    grid = FrameGrid(np.arange(3.0), np.arange(1.0, 4.0), 1.0, "fixed")
+    writer.finalize(grid, {"source": {"path": "x"}})
+    assert emofeat.open_store(store_path).items() == []
+    store.commit([("k", "grey", writer.path)], [])
+    assert emofeat.open_store(store_path).items() == ["k"]
+    np.testing.assert_array_equal(emofeat.open_store(store_path).read("k", "grey").data, 1)
+    store.close()
+
+
+def test_second_writer_gets_in_use_error(tmp_path):
+    store_path = tmp_path / "feats.h5"
+    first = FeatureStore(store_path, mode="a")
+    code = (
+        "import sys; from emofeat.store import FeatureStore, StoreInUseError\n"
+        f"try:\n    FeatureStore({str(store_path)!r}, mode='a')\n"
+        "except StoreInUseError as e:\n    print(e); sys.exit(3)\n"
+    )
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 3, res.stderr
+    assert "in use" in res.stdout and str(os.getpid()) in res.stdout
+    # in-process too, and the store stays readable meanwhile
+    with pytest.raises(StoreInUseError):
+        FeatureStore(store_path, mode="a")
+    assert emofeat.open_store(store_path).items() == []
+    first.close()
+    FeatureStore(store_path, mode="a").close()  # free again
+
+
+def test_cli_second_process_in_use(tmp_path):
+    inputs = [write_audio(tmp_path / f"long{i}.wav", duration=30.0) for i in range(3)]
+    out = tmp_path / "feats.h5"
+    proc = subprocess.Popen(
+        [*emofeat_cmd(), "extract", "-q", "-p", "compare", "-o", str(out), *map(str, inputs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        lock = Path(str(out) + ".d") / ".lock"
+        while time.time() < deadline and not (lock.exists() and lock.read_text().startswith("pid")):
+            time.sleep(0.05)
+        second = run_cli("extract", "-q", "-p", "egemaps", "-o", str(out), str(inputs[0]))
+        assert proc.poll() is None, "the first run finished too early for this test"
+        assert second.returncode == 2
+        assert "in use" in second.stderr and str(out) in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert emofeat.open_store(out).items() == ["long0", "long1", "long2"]
+
+
+def _visible_items(store_path: Path) -> dict[tuple[str, str], str]:
+    store = emofeat.open_store(store_path)
+    out = {}
+    for key in store.items():
+        for ex in store.extractors(key):
+            attrs = store.item_attrs(key, ex)
+            assert attrs is not None and attrs["complete"], f"{key} x {ex} visible but incomplete"
+            for stream in store.streams(key, ex):
+                sd = store.read(key, ex, stream, aligned=True)
+                assert np.isfinite(sd.data[sd.mask]).all()
+                store.read(key, ex, stream)
+            out[(key, ex)] = attrs["item_id"]
+    return out
+
+
+def test_sigkill_at_any_moment_leaves_a_consistent_store(tmp_path):
+    inputs = [
+        write_audio(tmp_path / f"in{i:02d}.wav", duration=4.0, f0=110 + 10 * i) for i in range(10)
+    ]
+    out = tmp_path / "feats.h5"
+    cmd = [
+        *emofeat_cmd(),
+        "extract",
+        "-q",
+        "-p",
+        "egemaps",
+        "-p",
+        "functionals",
+        "-o",
+        str(out),
+        *map(str, inputs),
+    ]
+    seen: dict[tuple[str, str], str] = {}
+    rng = np.random.default_rng(7)
+    kills = 0
+    for delay in [0.05, 0.4, 0.9, 1.3, 1.7, *rng.uniform(0.8, 2.5, size=5)]:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(delay))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if out.exists():
+            visible = _visible_items(out)  # opens, every visible item reads completely
+            for item, item_id in seen.items():
+                assert visible.get(item) == item_id, f"{item} lost or changed after a kill"
+            seen.update(visible)
+        if len(seen) == 2 * len(inputs):
+            break
+    assert kills >= 3
+    final = run_cli(
+        "extract", "-q", "-p", "egemaps", "-p", "functionals", "-o", str(out), *map(str, inputs)
+    )
+    assert final.returncode == 0, final.stderr
+    visible = _visible_items(out)
+    assert len(visible) == 2 * len(inputs)
+    for item, item_id in seen.items():
+        assert visible[item] == item_id  # completed before a kill: kept, not redone
+    assert not any((Path(str(out) + ".d") / ".staging").iterdir())
+
+
+def test_open_errors_are_clear(tmp_path):
+    with pytest.raises(StoreError, match="no such store"):
+        emofeat.open_store(tmp_path / "missing.h5")
+    text = tmp_path / "notes.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(StoreError, match="not an HDF5 file"):
+        emofeat.open_store(text)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = 1
+    with pytest.raises(StoreError, match="not an emofeat store"):
+        FeatureStore(other, mode="a")
+    with h5py.File(other, "r") as f:  # untouched
+        assert list(f.keys()) == ["x"]
