@@ -1,0 +1,216 @@
+"""Plugin system: entry-point discovery, the allow-list, a real third-party package, commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+
+import emofeat
+from emofeat import plugins as plugin_mod
+from emofeat.samples import write_audio
+
+PLUGIN_SRC = REPO / "tests" / "plugins" / "emofeat-loudness"
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory) -> dict[str, str]:
+    """pip-install the example third-party plugin into its own site folder.
+
+    Installed with ``--target`` so it is visible only to processes given this PYTHONPATH:
+    the rest of the suite keeps seeing only the built-in plugins.
+    """
+    site = tmp_path_factory.mktemp("site")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(PLUGIN_SRC),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert list(site.glob("emofeat_loudness-0.3.0.dist-info"))
+    return {"PYTHONPATH": str(site)}
+
+
+def test_builtins_come_through_the_entry_point_group():
+    eps = {
+        ep.name: ep.value
+        for ep in __import__("importlib.metadata").metadata.entry_points(group="emofeat")
+    }
+    assert eps["opensmile"] == "emofeat_plugins.opensmile"
+    assert eps["functionals"] == "emofeat_plugins.functionals"
+    found = emofeat.get_extractors()
+    assert {"egemaps", "compare", "functionals"} <= set(found)
+    assert found["egemaps"].plugin == "opensmile"
+    assert found["egemaps"].package == "emofeat"
+    assert found["functionals"].cls.modality == "features"
+
+
+def test_plugins_command_lists_licence_dims_rate():
+    res = run_cli("plugins", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    rows = {r["name"]: r for r in data["extractors"]}
+    eg = rows["egemaps"]
+    assert eg["modality"] == "audio" and eg["package"] == "emofeat"
+    assert {s["name"]: s["dims"] for s in eg["streams"]} == {"lld": 25, "functionals": 88}
+    assert {s["name"]: s["rate"] for s in eg["streams"]}["lld"] == "100 Hz"
+    assert "audEERING" in eg["license"]
+    assert rows["compare"]["streams"][1]["dims"] == 6373
+    hooks = {p["name"]: p["hooks"] for p in data["plugins"]}
+    assert hooks["opensmile"] == ["register_extractors"]
+    table = run_cli("plugins")
+    assert "egemaps" in table.stdout and "functionals" in table.stdout
+
+
+def test_allow_list_env_restricts_loading():
+    only = run_cli("plugins", "--json", env={"EMOFEAT_LOAD_PLUGINS": "functionals"})
+    names = {r["name"] for r in json.loads(only.stdout)["extractors"]}
+    assert names == {"functionals"}
+    none = run_cli("plugins", "--json", env={"EMOFEAT_LOAD_PLUGINS": ""})
+    assert json.loads(none.stdout)["extractors"] == []
+    res = run_cli("extract", "-p", "egemaps", "x.wav", env={"EMOFEAT_LOAD_PLUGINS": "functionals"})
+    assert res.returncode == 2
+    assert "no extractor named 'egemaps'" in res.stderr and "functionals" in res.stderr
+
+
+def test_allow_list_in_process():
+    plugin_mod._reset_for_tests()
+    try:
+        plugin_mod.load_plugins(load="opensmile")
+        assert set(emofeat.get_extractors()) == {"egemaps", "compare"}
+    finally:
+        plugin_mod._reset_for_tests()
+        plugin_mod.load_plugins()
+    assert "functionals" in emofeat.get_extractors()
+
+
+def test_third_party_plugin_discovered_and_runs_like_a_builtin(third_party, tmp_path):
+    listing = run_cli("plugins", "--json", env=third_party)
+    rows = {r["name"]: r for r in json.loads(listing.stdout)["extractors"]}
+    assert rows["loudness"]["package"] == "emofeat-loudness"
+    assert rows["loudness"]["version"] == "0.3.0"
+    assert rows["loudness"]["license"] == "MIT (no model)"
+    # a loud and a quiet file: the plugin's output must tell them apart
+    import numpy as np
+
+    t = np.arange(16000 * 2) / 16000
+    loud = write_audio(
+        tmp_path / "loud.wav", signal=(0.5 * np.sin(2 * np.pi * 220 * t)).astype("f4")
+    )
+    quiet = write_audio(
+        tmp_path / "quiet.wav", signal=(0.005 * np.sin(2 * np.pi * 220 * t)).astype("f4")
+    )
+    out = tmp_path / "feats.h5"
+    res = run_cli(
+        "extract",
+        "-p",
+        "loudness",
+        "-p",
+        "functionals",
+        "--set",
+        "loudness.frame=0.1",
+        "-o",
+        str(out),
+        str(loud),
+        str(quiet),
+        env=third_party,
+    )
+    assert res.returncode == 0, res.stderr
+    store = emofeat.open_store(out)
+    assert store.extractors("loud") == ["functionals", "loudness"]
+    loud_db = store.read("loud", "loudness", "rms").data[:, 0]
+    quiet_db = store.read("quiet", "loudness", "rms").data[:, 0]
+    assert len(loud_db) == 20  # 2 s in 0.1 s frames
+    # 0.5 amplitude sine: 20*log10(0.5/sqrt(2)) = -9.03 dBFS; 100x quieter: -40 dB lower
+    np.testing.assert_allclose(np.median(loud_db), -9.03, atol=0.2)
+    np.testing.assert_allclose(np.median(loud_db) - np.median(quiet_db), 40.0, atol=0.5)
+    attrs = store.item_attrs("loud", "loudness")
+    assert attrs["plugin_package"] == "emofeat-loudness" and attrs["plugin_version"] == "0.3.0"
+    # the built-in functionals extractor summarised the third-party stream
+    summary = store.read("loud", "functionals", "loudness.rms")
+    assert "rms_dbfs_mean" in summary.labels
+    # the plugin's own CLI command
+    peak = run_cli("loudness-peak", str(out), "loud", env=third_party)
+    assert peak.returncode == 0, peak.stderr
+    assert peak.stdout.startswith("loud: peak -9.0")
+    # without the package on the path, neither the extractor nor the command exists
+    missing = run_cli("loudness-peak", str(out), "loud")
+    assert missing.returncode == 2
+
+
+def test_broken_plugin_is_reported_not_fatal(tmp_path):
+    pkg = tmp_path / "src"
+    (pkg).mkdir()
+    (pkg / "emofeat_broken.py").write_text("raise ImportError('needs libfoo')\n")
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires=["setuptools>=64"]\nbuild-backend="setuptools.build_meta"\n'
+        '[project]\nname="emofeat-broken"\nversion="1.0"\n'
+        '[project.entry-points.emofeat]\nbroken="emofeat_broken"\n'
+        '[tool.setuptools]\npy-modules=["emofeat_broken"]\n'
+    )
+    site = tmp_path / "site"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(pkg),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    listing = run_cli("plugins", "--json", env={"PYTHONPATH": str(site)})
+    assert listing.returncode == 0
+    data = json.loads(listing.stdout)
+    assert "egemaps" in {r["name"] for r in data["extractors"]}
+    assert data["errors"][0]["name"] == "broken" and "needs libfoo" in data["errors"][0]["error"]
+    assert "plugin 'broken' (emofeat-broken) failed to load" in listing.stderr
+
+
+def test_registered_class_is_validated():
+    class NotAnExtractor:
+        pass
+
+    class Plugin:
+        @emofeat.hookimpl
+        def register_extractors(self, register):
+            register(NotAnExtractor)
+
+    plugin_mod.pm.register(Plugin(), name="bad-test-plugin")
+    try:
+        emofeat.get_extractors()
+        errors = plugin_mod.load_errors()
+        assert any(
+            e.name == "bad-test-plugin" and "not an Extractor subclass" in e.error for e in errors
+        )
+    finally:
+        plugin_mod.pm.unregister(name="bad-test-plugin")
+        plugin_mod._state.errors.clear()
+
+
+def test_env_not_leaking():
+    assert "EMOFEAT_LOAD_PLUGINS" not in os.environ
+    assert Path(PLUGIN_SRC / "emofeat_loudness.py").exists()
