@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -29,8 +31,17 @@ from emofeat.media import find_inputs
 from emofeat.plugins import get_extractor, get_extractors, load_errors, load_plugins, pm
 from emofeat.store import FeatureStore, open_store
 
-console = Console(stderr=True)
-out = Console()
+
+def _console(stderr: bool) -> Console:
+    # wide tables when writing to a file or pipe (logs), terminal width otherwise
+    probe = Console(stderr=stderr)
+    return (
+        probe if probe.is_terminal or "COLUMNS" in os.environ else Console(stderr=stderr, width=160)
+    )
+
+
+console = _console(stderr=True)
+out = _console(stderr=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -120,15 +131,16 @@ class _Progress:
         style = {"done": "green", "unchanged": "dim", "skipped": "yellow", "failed": "red"}
         msg = f" - {res.message}" if res.message and res.status != "unchanged" else ""
         self.progress.console.print(
-            f"[{style.get(res.status, 'white')}]{res.status:>9}[/] {res.input}{msg}",
+            f"[{style.get(res.status, 'white')}]{res.status:>9}[/] {escape(res.input + msg)}",
             highlight=False,
         )
         for w in res.warnings:
-            self.progress.console.print(f"[yellow]  warning[/] {w}", highlight=False)
+            self.progress.console.print(f"[yellow]  warning[/] {escape(w)}", highlight=False)
         for o in res.outcomes:
             if o.status in ("skipped", "failed") and res.status == "done":
                 self.progress.console.print(
-                    f"[yellow]  {o.status}[/] {o.extractor}: {o.message}", highlight=False
+                    f"[yellow]  {o.status}[/] {escape(o.extractor + ': ' + o.message)}",
+                    highlight=False,
                 )
 
 
@@ -207,7 +219,7 @@ def print_summary(summary: RunSummary, store_path: Path) -> None:
     if failures:
         console.print(f"[red bold]{len(failures)} input(s) failed:[/]")
         for inp, msg in failures:
-            console.print(f"  [red]{inp}[/]: {msg}", highlight=False)
+            console.print(f"  [red]{escape(inp)}[/]: {escape(msg)}", highlight=False)
     console.print(
         f"features: [bold]{store_path}[/] (emofeat inspect {store_path})", highlight=False
     )
@@ -298,11 +310,11 @@ def extract(
         raise click.UsageError(str(exc)) from None
     paths, problems = find_inputs(list(inputs), recursive=not no_recursive)
     for spec, msg in problems:
-        console.print(f"[red]error[/] {spec}: {msg}", highlight=False)
+        console.print(f"[red]error[/] {escape(spec)}: {escape(msg)}", highlight=False)
     try:
         store = FeatureStore(output, mode="a")
     except StoreError as exc:
-        console.print(f"[red bold]error[/] {exc}", highlight=False)
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     options = RunOptions(
         overwrite=overwrite,
@@ -325,7 +337,7 @@ def extract(
                 command=command,
             )
     except EmofeatError as exc:
-        console.print(f"[red bold]error[/] {exc}", highlight=False)
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     print_summary(summary, Path(output))
     sys.exit(1 if summary.failed else 0)
@@ -394,7 +406,7 @@ def plugins_cmd(as_json: bool) -> None:
         )
     out.print(t)
     for e in load_errors():
-        console.print(f"[red]plugin {e.name} ({e.package}) failed to load:[/] {e.error}")
+        console.print(f"[red]plugin {e.name} ({e.package}) failed to load:[/] {escape(e.error)}")
 
 
 @cli.command()
@@ -406,7 +418,7 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
     try:
         store = open_store(store_path)
     except StoreError as exc:
-        console.print(f"[red bold]error[/] {exc}", highlight=False)
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     items = []
     for key in store.items():
@@ -450,7 +462,13 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
     if len(log):
         for rec in log[log["event"].isin(["item", "input"])].to_dict("records"):
             latest[(rec.get("input"), rec.get("extractor") or "")] = rec
-    failures = [r for r in latest.values() if r.get("status") in ("failed", "skipped")]
+    # per-item outcomes, plus input-level ones that have none (e.g. a path matching nothing)
+    with_items = {inp for inp, ex in latest if ex}
+    failures = [
+        r
+        for (inp, ex), r in latest.items()
+        if r.get("status") in ("failed", "skipped") and (ex or inp not in with_items)
+    ]
     runs = log[log["event"] == "run-start"].to_dict("records") if len(log) else []
     if as_json:
         out.print_json(
@@ -495,16 +513,18 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
     if items:
         first = next(i for i in items if i["status"] == "complete")
         out.print(
-            f"provenance (e.g. {first['key']} x {first['extractor']}): emofeat "
-            f"{first['emofeat_version']}, plugin {first['plugin']}, created "
-            f"{first['created']}, config {json.dumps(first['config'])}",
+            escape(
+                f"provenance (e.g. {first['key']} x {first['extractor']}): emofeat "
+                f"{first['emofeat_version']}, plugin {first['plugin']}, created "
+                f"{first['created']}, config {json.dumps(first['config'])}"
+            ),
             highlight=False,
         )
     if failures:
         out.print(f"[bold red]{len(failures)} problem(s) in the latest outcomes:[/]")
         for r in failures:
-            ex = f" [{r['extractor']}]" if r.get("extractor") else ""
-            out.print(f"  {r['status']}: {r['input']}{ex}: {r['message']}", highlight=False)
+            ex = f" ({r['extractor']})" if r.get("extractor") else ""
+            out.print(escape(f"  {r['status']}: {r['input']}{ex}: {r['message']}"), highlight=False)
     if show_log and len(log):
         for rec in log.to_dict("records"):
             out.print(

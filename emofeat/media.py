@@ -312,12 +312,16 @@ class _AudioSink:
 
     def __init__(self, rate: int, chunk_seconds: float) -> None:
         self.rate = rate
-        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        # Keep the input's channels and average them below: FFmpeg's own mono downmix
+        # weights stereo channels by 1/sqrt(2) each, which leaves [-1, 1] for correlated
+        # channels (a dual-mono file would come out 3 dB louder than its mono original).
+        self.resampler = av.AudioResampler(format="fltp", layout=None, rate=rate)
         self.chunk = max(1, int(round(chunk_seconds * rate)))
         self.pending: list[np.ndarray] = []
         self.pending_len = 0
         self.emitted = 0
         self.started = False
+        self.to_drop = 0  # samples still to drop that lie before t = 0
 
     def _push(self, samples: np.ndarray) -> Iterator[AudioChunk]:
         if samples.size == 0:
@@ -343,15 +347,22 @@ class _AudioSink:
 
     def feed(self, frame: av.AudioFrame | None, origin: float) -> Iterator[AudioChunk]:
         for out in self.resampler.resample(frame):
-            samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            planes = out.to_ndarray()  # (channels, n)
+            samples = (planes[0] if planes.shape[0] == 1 else planes.mean(axis=0)).astype(
+                np.float32, copy=False
+            )
             if not self.started:
                 self.started = True
                 t = float(out.time) - origin if out.time is not None else 0.0
                 lead = int(round(t * self.rate))
                 if lead > 0:  # audio starts after the first frame: silence until then
                     samples = np.concatenate([np.zeros(lead, np.float32), samples])
-                elif lead < 0:  # audio before t = 0 is dropped
-                    samples = samples[-lead:]
+                elif lead < 0:  # audio before t = 0 is dropped (it may span many frames)
+                    self.to_drop = -lead
+            if self.to_drop:
+                n = min(self.to_drop, samples.size)
+                samples = samples[n:]
+                self.to_drop -= n
             yield from self._push(samples)
 
     def flush(self, origin: float) -> Iterator[AudioChunk]:

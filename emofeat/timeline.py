@@ -56,6 +56,8 @@ def align_to_frames(
     pick = np.where(
         np.abs(centres - row_centres[left]) <= np.abs(row_centres[right] - centres), left, right
     )
+    # rows sharing the picked centre are tied too: take the first of them (the earliest row)
+    pick = np.searchsorted(row_centres, row_centres[pick], side="left")
     if order is not None:
         pick = order[pick]
     covered = (row_starts[pick] <= centres) & (centres < row_ends[pick])
