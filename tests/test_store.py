@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import emofeat_cmd, run_cli
 
 import emofeat
 from emofeat.engine import Job, RunOptions, run
@@ -20,8 +21,6 @@ from emofeat.extractor import Rows, StreamSpec
 from emofeat.media import FrameGrid
 from emofeat.samples import write_audio, write_video
 from emofeat.store import FeatureStore, StoreError, StoreInUseError
-
-from conftest import emofeat_cmd, run_cli
 
 
 def _egemaps_job(**settings) -> Job:
