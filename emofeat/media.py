@@ -208,7 +208,9 @@ def _open_container(path: Path) -> av.container.InputContainer:
         raise MediaError(path, "permission denied") from exc
     except av.error.FFmpegError as exc:
         raise MediaError(
-            path, f"not a media file FFmpeg can read, or the file is truncated/corrupt ({exc})"
+            path,
+            "not a media file FFmpeg can read, or the file is truncated/corrupt "
+            f"(FFmpeg: {getattr(exc, 'strerror', None) or exc})",
         ) from exc
 
 
