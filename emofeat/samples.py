@@ -89,6 +89,9 @@ def write_video(
         f0: mean pitch of the audio in Hz.
     """
     path = Path(path)
+    if path.suffix.lower() == ".avi" and audio_codec == "aac":
+        # FFmpeg's AVI muxer mistimes AAC (priming samples before zero): AVI carries MP3
+        audio_codec = "libmp3lame"
     width, height = size
     rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
     with av.open(str(path), "w") as out:

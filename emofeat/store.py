@@ -143,6 +143,7 @@ class ItemWriter:
         self.file = h5py.File(path, "w")
         self.file.attrs["complete"] = False
         self.rows: dict[str, int] = {}
+        self._pending: dict[str, list[Rows]] = {}
 
     def _create(self, rows: Rows, labels: tuple[str, ...] | None) -> h5py.Group:
         d = rows.data.shape[1]
@@ -195,7 +196,7 @@ class ItemWriter:
             g = self._create(rows, rows.labels or labels or (spec.labels if spec else None))
         else:
             g = self.file[rows.stream]
-        n0, n = self.rows[rows.stream], len(rows)
+        n = len(rows)
         if n == 0:
             return
         if rows.data.shape[1] != g["data"].shape[1]:
@@ -203,15 +204,29 @@ class ItemWriter:
                 f"{self.extractor}: stream {rows.stream!r} changed width from "
                 f"{g['data'].shape[1]} to {rows.data.shape[1]}"
             )
-        for name, value in (
-            ("data", rows.data),
-            ("times", np.stack([rows.start, rows.end], axis=1)),
-            ("mask", np.ones(n, bool) if rows.valid is None else rows.valid),
-        ):
+        # small blocks (one window at a time) are buffered: one HDF5 write per ~1 MB
+        pending = self._pending.setdefault(rows.stream, [])
+        pending.append(rows)
+        size = sum(r.data.nbytes for r in pending)
+        if size >= 1 << 20 or len(pending) >= 1024:
+            self._flush(rows.stream)
+
+    def _flush(self, stream: str) -> None:
+        pending = self._pending.pop(stream, [])
+        if not pending:
+            return
+        g = self.file[stream]
+        data = np.concatenate([r.data for r in pending])
+        times = np.concatenate([np.stack([r.start, r.end], axis=1) for r in pending])
+        mask = np.concatenate(
+            [np.ones(len(r), bool) if r.valid is None else r.valid for r in pending]
+        )
+        n0, n = self.rows[stream], len(data)
+        for name, value in (("data", data), ("times", times), ("mask", mask)):
             ds = g[name]
             ds.resize(n0 + n, axis=0)
             ds[n0 : n0 + n] = value
-        self.rows[rows.stream] = n0 + n
+        self.rows[stream] = n0 + n
 
     def ensure_stream(self, stream: str, labels: tuple[str, ...]) -> None:
         """Create an empty stream (an extractor that produced no rows still has its streams)."""
@@ -221,6 +236,8 @@ class ItemWriter:
     def finalize(self, grid: FrameGrid, attrs: dict[str, Any], block: int = 8192) -> None:
         """Align every stream onto ``grid``, write provenance, close and fsync."""
         f = self.file
+        for stream in list(self._pending):
+            self._flush(stream)
         f.create_dataset(
             "frames/times",
             data=np.stack([grid.starts, grid.ends], axis=1),
@@ -323,13 +340,22 @@ class FeatureStore:
         parent = self.path.parent if str(self.path.parent) else Path(".")
         if self.path.exists():
             self._check_index(self.path)
+        if parent.exists() and not parent.is_dir():
+            raise StoreError(f"{self.path}: cannot write here: {parent} is a file, not a folder")
         if not parent.is_dir():
             raise StoreError(f"{self.path}: cannot write here: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise StoreError(
+                f"{self.path}: cannot write here: folder {parent} is not writable "
+                "(permission denied)"
+            )
         try:
             (self.dir / ".staging").mkdir(parents=True, exist_ok=True)
             fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StoreError(f"{self.path}: cannot write here ({exc.strerror})") from exc
+            raise StoreError(
+                f"{self.path}: cannot write here: cannot create {self.dir} ({exc.strerror})"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -402,12 +428,26 @@ class FeatureStore:
             log: run-log entries (JSON-serialisable dicts).
         """
         self._require_writer()
+        try:
+            self._commit(items, log)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot write the store ({exc})") from exc
+
+    def _commit(self, items: list[tuple[str, str, Path]], log: list[dict[str, Any]]) -> None:
         for key, extractor, staged in items:
             final = self.item_path(key, extractor)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, final)
             _fsync_path(final.parent, directory=True)
         tmp = self.dir / ".staging" / f"index-{uuid.uuid4().hex}.h5"
+        try:
+            self._write_index(tmp, items, log)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _write_index(
+        self, tmp: Path, items: list[tuple[str, str, Path]], log: list[dict[str, Any]]
+    ) -> None:
         shutil.copyfile(self.path, tmp)
         with h5py.File(tmp, "a") as f:
             for key, extractor, _ in items:
