@@ -118,7 +118,7 @@ class _Progress:
     def update(self, key: str, label: str, done: float, total: float) -> None:
         tid = self.tasks.get((key, label))
         if tid is None:
-            tid = self.progress.add_task(f"  {key} [{label}]", total=max(total, 1e-6))
+            tid = self.progress.add_task(escape(f"  {key}: {label}"), total=max(total, 1e-6))
             self.tasks[(key, label)] = tid
         self.progress.update(tid, completed=min(done, total), total=max(total, 1e-6))
 
@@ -258,7 +258,11 @@ def print_summary(summary: RunSummary, store_path: Path) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="YAML file of {extractor: {key: value}} settings (--set overrides it).",
 )
-@click.option("--overwrite", is_flag=True, help="Redo items that are complete and unchanged.")
+@click.option(
+    "--overwrite/--resume",
+    default=False,
+    help="Redo items that are complete and unchanged, or skip them (--resume, the default).",
+)
 @click.option(
     "-j",
     "--workers",

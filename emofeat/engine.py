@@ -282,6 +282,7 @@ def process_input(
     total = float(info.duration or 0.0)
     t_loop = time.perf_counter()
     last_report = 0.0
+    fed = {j.name: 0.0 for j, _, _ in active}  # seconds of the input each extractor has seen
     try:
         for chunk in decoder:
             for job, ex, writer in active:
@@ -299,9 +300,14 @@ def process_input(
                 except Exception as exc:  # one broken extractor does not stop the others
                     broken[job.name] = f"{type(exc).__name__}: {exc}"
                 spent[job.name] += time.perf_counter() - ts
+                if isinstance(chunk, AudioChunk):
+                    fed[job.name] = chunk.start + len(chunk.samples) / chunk.sampling_rate
+                elif len(chunk.times):
+                    fed[job.name] = float(chunk.times[-1])
             if progress is not None and time.perf_counter() - last_report > 0.2:
                 last_report = time.perf_counter()
-                progress(key, "decode", decoder.decoded_seconds, total)
+                for name, seconds in fed.items():
+                    progress(key, name, seconds, total)
         for job, ex, writer in active:
             if job.name in broken:
                 continue
@@ -325,7 +331,8 @@ def process_input(
     media_seconds = float(grid.ends[-1]) if len(grid) else 0.0
     result.media_seconds = media_seconds
     if progress is not None:
-        progress(key, "decode", media_seconds, media_seconds)
+        for name in fed:
+            progress(key, name, media_seconds, media_seconds)
 
     staged: dict[str, Path] = {}
     for job, ex, writer in active:

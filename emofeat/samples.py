@@ -90,8 +90,9 @@ def write_video(
     """
     path = Path(path)
     if path.suffix.lower() == ".avi" and audio_codec == "aac":
-        # FFmpeg's AVI muxer mistimes AAC (priming samples before zero): AVI carries MP3
-        audio_codec = "libmp3lame"
+        # AVI cannot mark encoder priming: with AAC or MP3 audio FFmpeg's AVI muxer shifts
+        # the video by padding frames, so sample AVIs carry PCM audio
+        audio_codec = "pcm_s16le"
     width, height = size
     rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
     with av.open(str(path), "w") as out:
