@@ -20,3 +20,8 @@ def register_extractors(register):  # type: ignore[no-untyped-def]
 @hookspec
 def register_commands(cli):  # type: ignore[no-untyped-def]
     """Add click commands or groups to the ``emofeat`` command group ``cli``."""
+
+
+@hookspec
+def register_models(register):  # type: ignore[no-untyped-def]
+    """Register model weights: call ``register(emofeat.models.Model(...))`` once per model."""
