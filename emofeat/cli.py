@@ -25,7 +25,7 @@ from rich.table import Table
 
 from emofeat import config as config_mod
 from emofeat._version import __version__
-from emofeat.engine import InputResult, Job, RunOptions, RunSummary, run
+from emofeat.engine import InputResult, Job, RunOptions, RunSummary, order_jobs, run
 from emofeat.errors import ConfigError, EmofeatError, StoreError, UnknownExtractorError
 from emofeat.media import find_inputs
 from emofeat.plugins import get_extractor, get_extractors, load_errors, load_plugins, pm
@@ -70,6 +70,13 @@ def build_jobs(names: list[str], sets: tuple[str, ...], config_file: str | None)
         config_mod.parse_sets(sets),
     )
     entries = {name: get_extractor(name) for name in names}
+    # extractors that others require (e.g. the shared face stage) join the run
+    pending = [e for e in entries.values()]
+    while pending:
+        for req in pending.pop().cls.requires:
+            if req not in entries and req not in {e.cls.name for e in entries.values()}:
+                entries[req] = get_extractor(req)
+                pending.append(entries[req])
     by_name = {e.cls.name: e for e in entries.values()}
     for name in given:
         if name not in by_name and name not in entries:
@@ -82,11 +89,9 @@ def build_jobs(names: list[str], sets: tuple[str, ...], config_file: str | None)
         values = {**given.get(entry.cls.name, {}), **given.get(name, {})}
         resolved = config_mod.resolve(entry.cls.name, entry.cls.settings, values)
         # features extractors run after the media extractors of the same input
+        entry.cls.check_config(resolved)  # before any input is touched
         jobs.append(Job.from_entry(entry, resolved))
-    jobs.sort(key=lambda j: j.cls.modality == "features")
-    for job in jobs:
-        job.cls(dict(job.config))  # validate settings now, before any input is touched
-    return jobs
+    return order_jobs(jobs)
 
 
 class _Progress:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from emofeat._version import __version__
-from emofeat.errors import EmofeatError, MediaError, SkipExtractor
+from emofeat.errors import ConfigError, EmofeatError, MediaError, SkipExtractor
 from emofeat.extractor import AUDIO, FEATURES, VIDEO, Extractor, ExtractorEntry
 from emofeat.media import AudioChunk, Decoder, MediaInfo, VideoChunk, is_image_folder, probe
 from emofeat.store import (
@@ -105,6 +105,41 @@ class InputResult:
     seconds: float = 0.0
     decode_seconds: float = 0.0
     media_seconds: float = 0.0
+
+
+def order_jobs(jobs: list[Job]) -> list[Job]:
+    """Order jobs so that every extractor comes after those it requires; features last.
+
+    Raises:
+        ConfigError: a requirement is missing from the run or requirements form a cycle.
+    """
+    by_name = {j.name: j for j in jobs}
+    ordered: list[Job] = []
+    state: dict[str, str] = {}
+
+    def visit(job: Job, chain: tuple[str, ...]) -> None:
+        if state.get(job.name) == "done":
+            return
+        if state.get(job.name) == "visiting":
+            raise ConfigError(f"extractors require each other: {' -> '.join(chain)}")
+        state[job.name] = "visiting"
+        for req in job.cls.requires:
+            if req not in by_name:
+                raise ConfigError(
+                    f"extractor {job.name!r} requires {req!r}, which is not in the run"
+                )
+            if by_name[req].cls.modality != job.cls.modality:
+                raise ConfigError(
+                    f"extractor {job.name!r} ({job.cls.modality}) cannot require {req!r} "
+                    f"({by_name[req].cls.modality}): requirements share the same chunks"
+                )
+            visit(by_name[req], (*chain, req))
+        state[job.name] = "done"
+        ordered.append(job)
+
+    for job in sorted(jobs, key=lambda j: j.cls.modality == FEATURES):
+        visit(job, (job.name,))
+    return sorted(ordered, key=lambda j: j.cls.modality == FEATURES)
 
 
 def input_keys(paths: list[Path]) -> dict[Path, str]:
@@ -256,6 +291,15 @@ def process_input(
                 )
             )
             continue
+        missing = [r for r in job.cls.requires if r not in {j.name for j, _, _ in active}]
+        if missing:
+            why = next((o for o in result.outcomes if o.extractor == missing[0]), None)
+            status = why.status if why is not None else "failed"
+            reason = f": {why.message}" if why is not None else ""
+            result.outcomes.append(
+                ItemOutcome(path, key, job.name, status, f"requires {missing[0]}{reason}")
+            )
+            continue
         try:
             ex = _instance(job, options.device)
             ex.begin(info)
@@ -285,8 +329,14 @@ def process_input(
     fed = {j.name: 0.0 for j, _, _ in active}  # seconds of the input each extractor has seen
     try:
         for chunk in decoder:
+            if isinstance(chunk, VideoChunk):
+                chunk.upstream = {}
             for job, ex, writer in active:
                 if job.name in broken:
+                    continue
+                failed_req = [r for r in job.cls.requires if r in broken]
+                if failed_req:
+                    broken[job.name] = f"requires {failed_req[0]}, which failed"
                     continue
                 if isinstance(chunk, AudioChunk):
                     if job.cls.modality != AUDIO or chunk.sampling_rate != ex.sampling_rate:
@@ -295,8 +345,12 @@ def process_input(
                     continue
                 ts = time.perf_counter()
                 try:
-                    for rows in ex.process(chunk):
+                    produced = list(ex.process(chunk))
+                    for rows in produced:
                         writer.append(rows)
+                    if isinstance(chunk, VideoChunk):
+                        # dependents of this extractor see its rows for the same frames
+                        chunk.upstream[job.name] = produced
                 except Exception as exc:  # one broken extractor does not stop the others
                     broken[job.name] = f"{type(exc).__name__}: {exc}"
                 spent[job.name] += time.perf_counter() - ts

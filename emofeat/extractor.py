@@ -129,6 +129,10 @@ class Extractor:
         settings: ``{key: Setting}`` accepted through ``--set NAME.KEY=VALUE``.
         sampling_rate: audio extractors: the rate in Hz they want their audio at.
         commercial_use: ``False`` when the model's licence forbids commercial use.
+        requires: names of extractors (same modality) whose rows for each chunk this one
+            needs; they join the run automatically and their rows arrive in
+            ``chunk.upstream[name]``. A required extractor must return the rows of a chunk's
+            frames from that chunk's ``process`` call (no look-ahead across chunks).
     """
 
     name: ClassVar[str] = ""
@@ -139,11 +143,17 @@ class Extractor:
     settings: ClassVar[dict[str, Setting]] = {}
     sampling_rate: ClassVar[int] = 16000
     commercial_use: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: dict[str, Any] | None = None, device: str = "cpu") -> None:
         self.config: dict[str, Any] = {k: s.default for k, s in self.settings.items()}
         self.config.update(config or {})
+        self.check_config(self.config)
         self.device = device
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> None:
+        """Raise :class:`emofeat.ConfigError` for invalid settings (called before any work)."""
 
     # -- description ------------------------------------------------------------------
     def streams(self) -> list[StreamSpec]:

@@ -135,11 +135,15 @@ class VideoChunk:
         frames: uint8 RGB array, shape ``(n, height, width, 3)``.
         times: presentation time of each frame in seconds, shape ``(n,)``.
         indices: 0-based position of each frame on the input's frame grid, shape ``(n,)``.
+        upstream: rows that required extractors produced for these frames
+            (``{extractor name: [Rows, ...]}``), filled by the engine before a dependent
+            extractor sees the chunk.
     """
 
     frames: np.ndarray
     times: np.ndarray
     indices: np.ndarray
+    upstream: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -113,18 +113,21 @@ class Functionals(Extractor):
         "min_valid": Setting(0.5, "fraction of a full window's frames that must be valid"),
     }
 
-    def __init__(self, config=None, device="cpu"):
-        super().__init__(config, device)
-        stats = ["median" if s == "p50" else s for s in self.config["stats"]]
+    @classmethod
+    def check_config(cls, config):
+        stats = ["median" if s == "p50" else s for s in config["stats"]]
         bad = [s for s in stats if s not in STATS]
         if bad or not stats:
             raise emofeat.ConfigError(
                 f"functionals.stats: unknown statistic {bad[0] if bad else '(none)'}; "
                 f"choose from {', '.join(STATS)}"
             )
-        if self.config["win"] <= 0 or self.config["hop"] <= 0:
+        if config["win"] <= 0 or config["hop"] <= 0:
             raise emofeat.ConfigError("functionals: win and hop must be positive seconds")
-        self.stats = stats
+
+    def __init__(self, config=None, device="cpu"):
+        super().__init__(config, device)
+        self.stats = ["median" if s == "p50" else s for s in self.config["stats"]]
         self._streams: list[StreamSpec] = []
 
     def streams(self):

@@ -37,12 +37,15 @@ class _OpenSmileExtractor(Extractor):
         "block": Setting(60.0, "seconds of audio per LLD processing block (memory bound)"),
     }
 
+    @classmethod
+    def check_config(cls, config):
+        if not (config["lld"] or config["functionals"]):
+            raise emofeat.ConfigError(f"{cls.name}: lld and functionals are both off")
+        if config["win"] <= 0 or config["hop"] <= 0 or config["block"] <= 0:
+            raise emofeat.ConfigError(f"{cls.name}: win, hop and block must be positive seconds")
+
     def __init__(self, config=None, device="cpu"):
         super().__init__(config, device)
-        if not (self.config["lld"] or self.config["functionals"]):
-            raise emofeat.ConfigError(f"{self.name}: lld and functionals are both off")
-        if self.config["win"] <= 0 or self.config["hop"] <= 0:
-            raise emofeat.ConfigError(f"{self.name}: win and hop must be positive seconds")
         self._lld = opensmile.Smile(feature_set=self.feature_set, feature_level=self.lld_level)
         self._func = opensmile.Smile(
             feature_set=self.feature_set, feature_level=opensmile.FeatureLevel.Functionals
