@@ -225,17 +225,8 @@ class FaceExpression(Extractor):
         bs = self.config["batch_size"]
         for a in range(0, len(idx), bs):
             sel = idx[a : a + bs]
-            crops = np.concatenate(
-                [
-                    crop_faces(
-                        chunk.frames[i : i + 1],
-                        boxes[i : i + 1],
-                        112,
-                        0.0 if full[i] else self.config["margin"],
-                    )
-                    for i in sel
-                ]
-            )
+            margins = np.where(full[sel], 0.0, self.config["margin"])
+            crops = crop_faces(chunk.frames[sel], boxes[sel], 112, margins)
             with torch.inference_mode():
                 e, p = self.net(preprocess(crops).to(self.torch_device))
             emb[sel], probs[sel] = e.float().cpu().numpy(), p.float().cpu().numpy()
