@@ -81,3 +81,122 @@ def test_face_expr_on_crop_folder(crop_folder, cache_dir, tmp_path):
     assert attrs["model_sha256"] == get_model("face-expression").sha256
     faces = store.read("video7_left", "faces", "face")
     np.testing.assert_array_equal(faces.data[:, :4], [[0, 0, 112, 112]] * 3)
+
+
+def _crops(folder: Path, numbers) -> np.ndarray:
+    return np.stack(
+        [np.asarray(Image.open(folder / f"{i:05d}.jpg").convert("RGB")) for i in numbers]
+    )
+
+
+def test_face_cnn_offline_imagenet_lite0(crop_folder, tmp_path):
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    from emofeat_plugins.faces.backbones import FaceModel, load_lite0_imagenet
+
+    cache = tmp_path / "models"
+    out = tmp_path / "f.h5"
+    res = run_cli(
+        "extract",
+        "-q",
+        "-p",
+        "face_cnn",
+        "--set",
+        "face_cnn.weights=lite0-imagenet",
+        "--set",
+        f"face_cnn.cache_dir={cache}",
+        "--set",
+        f"faces.cache_dir={cache}",
+        str(crop_folder),
+        "-o",
+        str(out),
+    )
+    assert res.returncode == 0, res.stderr
+    store = emofeat.open_store(out)
+    feats = store.read("video7_left", "face_cnn", "features")
+    assert feats.data.shape == (3, 1280)  # pooled EfficientNet-Lite0 features
+    attrs = store.item_attrs("video7_left", "face_cnn")
+    assert attrs["model_id"] == "efficientnet-lite0-imagenet@0.1.0"
+    # same as the backbone run directly on the crops resized to 240 px
+    model = FaceModel("efficientnet_lite0")
+    load_lite0_imagenet(model, next((cache / "efficientnet-lite0-imagenet").rglob("*.pth")))
+    x = torch.from_numpy(_crops(crop_folder, (1, 2, 4))).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(240, 240), mode="bilinear", align_corners=False)
+    x = (x.round().clamp(0, 255) / 255.0 - 0.5) / 0.5
+    with torch.inference_mode():
+        ref = model.eval()(x)["features"].numpy()
+    corr = np.corrcoef(ref.ravel(), feats.data.ravel())[0, 1]
+    assert corr > 0.99  # roi_align vs bilinear resampling differ slightly
+    # real ImageNet weights: the happy and surprised faces give different features
+    assert np.abs(feats.data[0] - feats.data[1]).mean() > 0.01
+    np.testing.assert_allclose(feats.data[0], feats.data[2], atol=1e-5)  # same image twice
+
+
+def test_checkpoint_round_trip_through_face_cnn_and_vit(crop_folder, tmp_path):
+    import torch
+
+    from emofeat_plugins.faces.backbones import EXPR_LABELS, FaceModel, save_checkpoint
+    from emofeat_plugins.faces.crops import crop_faces
+
+    for extractor, arch, size in (("face_cnn", "test_efficientnet", 96), ("vit", "test_vit", 160)):
+        torch.manual_seed(0)
+        model = FaceModel(arch, embedding_dim=256, heads={"expr": 8, "va": 2}).eval()
+        ckpt = tmp_path / f"{arch}.pt"
+        save_checkpoint(
+            ckpt,
+            model,
+            size,
+            (0.5,) * 3,
+            (0.5,) * 3,
+            labels={"expr": list(EXPR_LABELS), "va": ["valence", "arousal"]},
+        )
+        out = tmp_path / f"{arch}.h5"
+        res = run_cli(
+            "extract",
+            "-q",
+            "-p",
+            extractor,
+            "--set",
+            f"{extractor}.model={ckpt}",
+            str(crop_folder),
+            "-o",
+            str(out),
+        )
+        assert res.returncode == 0, res.stderr
+        store = emofeat.open_store(out)
+        assert store.streams("video7_left", extractor) == ["embedding", "expr", "va"]
+        emb = store.read("video7_left", extractor, "embedding")
+        expr = store.read("video7_left", extractor, "expr")
+        assert expr.labels == list(EXPR_LABELS)
+        crops = crop_faces(
+            _crops(crop_folder, (1, 2, 4)), np.array([[0, 0, 112, 112]] * 3), size, 0.0
+        )
+        x = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+        with torch.inference_mode():
+            ref = model(x)
+        np.testing.assert_allclose(emb.data, ref["embedding"].numpy(), atol=1e-5)
+        np.testing.assert_allclose(expr.data, torch.softmax(ref["expr"], 1).numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            store.read("video7_left", extractor, "va").data, ref["va"].numpy(), atol=1e-5
+        )
+        attrs = store.item_attrs("video7_left", extractor)
+        assert attrs["model_id"] == f"checkpoint:{arch}.pt" and len(attrs["model_sha256"]) == 64
+
+
+def test_timm_weights_offline_error_is_clear(crop_folder, tmp_path):
+    res = run_cli(
+        "extract",
+        "-q",
+        "-p",
+        "vit",
+        "--set",
+        "vit.arch=test_vit",
+        str(crop_folder),
+        "-o",
+        str(tmp_path / "v.h5"),
+        env={"HF_HUB_OFFLINE": "1"},
+    )
+    assert res.returncode == 1
+    assert "cannot load timm's pretrained test_vit weights" in res.stderr
+    assert "weights=lite0-imagenet" in res.stderr

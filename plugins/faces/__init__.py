@@ -134,10 +134,10 @@ EFFICIENTNET_LITE0 = Model(
 
 @emofeat.hookimpl
 def register_extractors(register):
-    from .extractors import FaceExpression, FaceStage
+    from .extractors import FaceCNN, FaceExpression, FaceStage, FaceViT
 
-    register(FaceStage)
-    register(FaceExpression)
+    for cls in (FaceStage, FaceExpression, FaceCNN, FaceViT):
+        register(cls)
 
 
 @emofeat.hookimpl

@@ -7,6 +7,8 @@ id, number of faces) is stored like any other stream, so crops are reproducible.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 import emofeat
@@ -155,13 +157,67 @@ class FaceStage(Extractor):
         yield Rows("face", rows, chunk.times, ends, valid=valid)
 
 
-class FaceExpression(Extractor):
+class _FaceCropExtractor(Extractor):
+    """Shared by face extractors: crops from the face stage's boxes, batched inference.
+
+    Frames without a face reuse the previous face's box (as the paper does) so they still
+    get values, but they are masked. Frames before the first face get zeros, masked.
+    Subclasses set ``input_size`` and implement ``_load()`` and ``_infer(crops)``.
+    """
+
+    modality = "video"
+    requires = ("faces",)
+    input_size = 112
+
+    def __init__(self, config=None, device="cpu"):
+        super().__init__(config, device)
+        self.net = None  # loaded on first use: listing plugins must not load models
+
+    def begin(self, info):
+        self.torch_device = _torch_device(self.device)
+        self._load()
+        self.last_box: np.ndarray | None = None
+
+    def _load(self):
+        raise NotImplementedError
+
+    def _infer(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def process(self, chunk):
+        from .crops import crop_faces
+
+        (faces,) = chunk.upstream["faces"]
+        n = len(chunk.frames)
+        boxes = faces.data[:, :4].copy()
+        valid = faces.valid.copy() if faces.valid is not None else np.ones(n, bool)
+        has_box = np.zeros(n, bool)
+        for i in range(n):
+            if valid[i]:
+                self.last_box = boxes[i]
+            elif self.last_box is not None:
+                boxes[i] = self.last_box
+            has_box[i] = self.last_box is not None
+        h, w = chunk.frames.shape[1:3]
+        full = np.all(boxes == np.array([0, 0, w, h], np.float32), axis=1)
+        out = {s.name: np.zeros((n, s.dims), np.float32) for s in self.streams()}
+        idx = np.nonzero(has_box)[0]
+        bs = self.config["batch_size"]
+        for a in range(0, len(idx), bs):
+            sel = idx[a : a + bs]
+            margins = np.where(full[sel], 0.0, self.config["margin"])
+            crops = crop_faces(chunk.frames[sel], boxes[sel], self.input_size, margins)
+            for name, values in self._infer(crops).items():
+                out[name][sel] = values
+        for name, values in out.items():
+            yield Rows(name, values, chunk.times, faces.end, valid=valid)
+
+
+class FaceExpression(_FaceCropExtractor):
     """face-api.js FaceExpressionNet (PyTorch port): 256-d embedding + 7 expression classes."""
 
     name = "face_expr"
     version = "1"
-    modality = "video"
-    requires = ("faces",)
     license = "MIT (face-api.js FaceExpressionNet weights)"
     description = "expression net on 112 px face crops: 256-d embedding + 7 class probabilities"
     settings = {
@@ -170,18 +226,21 @@ class FaceExpression(Extractor):
         "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
     }
 
-    def __init__(self, config=None, device="cpu"):
-        super().__init__(config, device)
-        self.net = None  # loaded on first use: listing plugins must not load models
-
     def _load(self):
         if self.net is None:
             from .expression_net import FaceExpressionNet
 
             folder = _cache(self.config).path(get_model("face-expression"))
-            self.torch_device = _torch_device(self.device)
             self.net = FaceExpressionNet.from_folder(folder).to(self.torch_device).eval()
-        return self.net
+
+    def _infer(self, crops):
+        import torch
+
+        from .expression_net import preprocess
+
+        with torch.inference_mode():
+            e, p = self.net(preprocess(crops).to(self.torch_device))
+        return {"embedding": e.float().cpu().numpy(), "probs": p.float().cpu().numpy()}
 
     def streams(self):
         return [
@@ -192,43 +251,178 @@ class FaceExpression(Extractor):
     def model(self):
         return _model_info("face-expression", self.config)
 
-    def begin(self, info):
-        self._load()
-        self.last_box: np.ndarray | None = None
 
-    def process(self, chunk):
+class _TimmFace(_FaceCropExtractor):
+    """A timm backbone on face crops: pretrained tags, a fine-tuned checkpoint, or lite0."""
+
+    arch = ""
+    default_size = 224
+    version = "1"
+
+    @classmethod
+    def _settings(cls, arch: str, size: int) -> dict[str, Setting]:
+        return {
+            "arch": Setting(arch, "timm architecture (ignored for checkpoints)"),
+            "weights": Setting(
+                "timm",
+                "timm (timm's pretrained tag, downloaded by timm), lite0-imagenet (offline "
+                "ImageNet EfficientNet-Lite0 from the registry), random (untrained, for "
+                "tests), or the path of a checkpoint written by emofeat's fine-tuning recipe",
+            ),
+            "model": Setting("", "alias of weights=PATH (a fine-tuned checkpoint)"),
+            "input_size": Setting(size, "crop side in pixels (checkpoints carry their own)"),
+            "margin": Setting(0.1, "box enlargement before squaring (fraction of the side)"),
+            "batch_size": Setting(32, "crops per forward pass"),
+            "half": Setting(False, "half precision (CUDA only)"),
+            "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
+        }
+
+    def _weights(self) -> str:
+        return self.config["model"] or self.config["weights"]
+
+    def __init__(self, config=None, device="cpu"):
+        super().__init__(config, device)
+        self.meta: dict = {}
+        w = self._weights()
+        if w not in ("timm", "lite0-imagenet", "random"):
+            from .backbones import FORMAT
+
+            path = Path(w)
+            if not path.is_file():
+                raise emofeat.ConfigError(f"{self.name}: checkpoint {w} does not exist")
+            import torch
+
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+                raise emofeat.ConfigError(f"{self.name}: {w} is not an emofeat face checkpoint")
+            self.meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+        self.input_size = int(self.meta.get("input_size", self.config["input_size"]))
+
+    def _arch(self) -> str:
+        if self.meta:
+            return self.meta["arch"]
+        return "efficientnet_lite0" if self._weights() == "lite0-imagenet" else self.config["arch"]
+
+    def _load(self):
+        if self.net is not None:
+            return
         import torch
 
-        from .crops import crop_faces
-        from .expression_net import preprocess
+        from .backbones import FaceModel, load_checkpoint, load_lite0_imagenet
 
-        (faces,) = chunk.upstream["faces"]
-        n = len(chunk.frames)
-        boxes = faces.data[:, :4].copy()
-        valid = faces.valid.copy() if faces.valid is not None else np.ones(n, bool)
-        # frames without a face reuse the previous crop (as the paper does) but are masked
-        for i in range(n):
-            if valid[i]:
-                self.last_box = boxes[i]
-            elif self.last_box is not None:
-                boxes[i] = self.last_box
-        usable = valid | (self.last_box is not None)
-        if not usable.any():
-            yield Rows("embedding", np.zeros((n, 256)), chunk.times, faces.end, valid=valid)
-            yield Rows("probs", np.zeros((n, 7)), chunk.times, faces.end, valid=valid)
-            return
-        h, w = chunk.frames.shape[1:3]
-        full = np.all(boxes == np.array([0, 0, w, h], np.float32), axis=1)
-        idx = np.nonzero(usable)[0]
-        emb = np.zeros((n, 256), np.float32)
-        probs = np.zeros((n, 7), np.float32)
-        bs = self.config["batch_size"]
-        for a in range(0, len(idx), bs):
-            sel = idx[a : a + bs]
-            margins = np.where(full[sel], 0.0, self.config["margin"])
-            crops = crop_faces(chunk.frames[sel], boxes[sel], 112, margins)
-            with torch.inference_mode():
-                e, p = self.net(preprocess(crops).to(self.torch_device))
-            emb[sel], probs[sel] = e.float().cpu().numpy(), p.float().cpu().numpy()
-        yield Rows("embedding", emb, chunk.times, faces.end, valid=valid)
-        yield Rows("probs", probs, chunk.times, faces.end, valid=valid)
+        w = self._weights()
+        if self.meta:
+            model, _ = load_checkpoint(w)
+            mean, std = self.meta["mean"], self.meta["std"]
+        elif w == "lite0-imagenet":
+            model = FaceModel("efficientnet_lite0")
+            folder = _cache(self.config).path(get_model("efficientnet-lite0-imagenet"))
+            load_lite0_imagenet(model, next(folder.glob("*.pth")))
+            mean = std = (0.5, 0.5, 0.5)
+        else:
+            try:
+                model = FaceModel(self._arch(), pretrained=(w == "timm"))
+            except Exception as exc:
+                raise RuntimeError(
+                    f"{self.name}: cannot load timm's pretrained {self._arch()} weights ({exc}); "
+                    "offline, use --set "
+                    f"{self.name}.weights=lite0-imagenet or a fine-tuned checkpoint"
+                ) from exc
+            cfg = model.backbone.pretrained_cfg
+            mean, std = (
+                cfg.get("mean", (0.485, 0.456, 0.406)),
+                cfg.get("std", (0.229, 0.224, 0.225)),
+            )
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        half = self.config["half"] and self.torch_device.type == "cuda"
+        self.dtype = torch.float16 if half else torch.float32
+        self.net = model.eval().to(self.torch_device, self.dtype)
+        self.mean, self.std = self.mean.to(self.torch_device), self.std.to(self.torch_device)
+
+    def _infer(self, crops):
+        import torch
+
+        x = torch.from_numpy(crops).to(self.torch_device).permute(0, 3, 1, 2).float() / 255.0
+        x = ((x - self.mean) / self.std).to(self.dtype)
+        with torch.inference_mode():
+            out = self.net(x)
+        res = {}
+        if "embedding" in out:
+            res["embedding"] = out["embedding"]
+        else:
+            res["features"] = out["features"]
+        if "expr" in out:
+            res["expr"] = torch.softmax(out["expr"].float(), dim=1)
+        if "va" in out:
+            res["va"] = out["va"]
+        return {k: v.float().cpu().numpy() for k, v in res.items()}
+
+    def streams(self):
+        if self.meta:
+            emb = int(self.meta.get("embedding_dim", 0))
+            heads = self.meta.get("heads") or {}
+            labels = self.meta.get("labels") or {}
+            out = []
+            if emb:
+                out.append(
+                    StreamSpec(
+                        "embedding", tuple(f"emb{i}" for i in range(emb)), "frame", "video frames"
+                    )
+                )
+            else:
+                n = int(self.meta.get("num_features", 0))
+                out.append(
+                    StreamSpec(
+                        "features", tuple(f"f{i}" for i in range(n)), "frame", "video frames"
+                    )
+                )
+            for head, k in heads.items():
+                names = tuple(labels.get(head) or [f"{head}{i}" for i in range(k)])
+                out.append(StreamSpec(head, names, "frame", "video frames"))
+            return out
+        import timm
+
+        feat = (
+            timm.create_model(self._arch(), pretrained=False, num_classes=0).num_features
+            if self.net is None
+            else self.net.backbone.num_features
+        )
+        return [
+            StreamSpec("features", tuple(f"f{i}" for i in range(feat)), "frame", "video frames")
+        ]
+
+    def model(self):
+        w = self._weights()
+        if self.meta:
+            from emofeat.models import sha256_file
+
+            return ModelInfo(
+                f"checkpoint:{Path(w).name}",
+                sha256_file(Path(w)),
+                str(self.meta.get("config", {}).get("license", self.license)),
+                w,
+            )
+        if w == "lite0-imagenet":
+            return _model_info("efficientnet-lite0-imagenet", self.config)
+        return ModelInfo(
+            f"timm:{self._arch()}" + (".random" if w == "random" else ""), "", self.license, "timm"
+        )
+
+
+class FaceCNN(_TimmFace):
+    """A timm CNN on face crops (default EfficientNet-B1 at 240 px)."""
+
+    name = "face_cnn"
+    license = "Apache-2.0 (timm); weights: per their source"
+    description = "timm CNN on face crops (efficientnet_b1, 240 px): embedding or pooled features"
+    settings = _TimmFace._settings("efficientnet_b1", 240)
+
+
+class FaceViT(_TimmFace):
+    """A timm ViT on face crops (default ViT-B/16 at 224 px)."""
+
+    name = "vit"
+    license = "Apache-2.0 (timm); weights: per their source"
+    description = "timm ViT on face crops (vit_base_patch16_224): embedding or pooled features"
+    settings = _TimmFace._settings("vit_base_patch16_224", 224)
