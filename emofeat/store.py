@@ -375,14 +375,16 @@ class FeatureStore:
             leftover.unlink(missing_ok=True)
         if not self.path.exists():
             tmp = self.dir / ".staging" / f"index-{uuid.uuid4().hex}.h5"
-            with h5py.File(tmp, "w") as f:
+            with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
                 f.attrs["format"] = FORMAT_NAME
                 f.attrs["format_version"] = FORMAT_VERSION
                 f.attrs["created_by"] = f"emofeat {__version__}"
                 f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
                 f.attrs["alignment"] = ALIGNMENT_RULE
                 f.create_group("items")
-                f.create_dataset("log", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(256,))
+                # JSON lines as bytes: appending never grows a string heap (which variable-
+                # length strings do on every reopen), so the index stays small
+                f.create_dataset("log", shape=(0,), maxshape=(None,), dtype="u1", chunks=(65536,))
             self._replace_index(tmp)
 
     def close(self) -> None:
@@ -449,7 +451,9 @@ class FeatureStore:
         self, tmp: Path, items: list[tuple[str, str, Path]], log: list[dict[str, Any]]
     ) -> None:
         shutil.copyfile(self.path, tmp)
-        with h5py.File(tmp, "a") as f:
+        # the live index is never modified in place (copy, change, rename), so the newer
+        # compact file format is safe here and keeps per-item overhead small
+        with h5py.File(tmp, "a", libver=("v110", "latest")) as f:
             for key, extractor, _ in items:
                 g = f.require_group(f"items/{safe_name(key)}")
                 g.attrs["key"] = key
@@ -460,9 +464,10 @@ class FeatureStore:
                 g[name] = h5py.ExternalLink(rel, "/")
             if log:
                 ds = f["log"]
+                data = "".join(json.dumps(e, sort_keys=True) + "\n" for e in log).encode()
                 n0 = ds.shape[0]
-                ds.resize(n0 + len(log), axis=0)
-                ds[n0:] = np.array([json.dumps(e, sort_keys=True) for e in log], dtype=object)
+                ds.resize(n0 + len(data), axis=0)
+                ds[n0:] = np.frombuffer(data, np.uint8)
         self._replace_index(tmp)
 
     # -- reading ----------------------------------------------------------------------
@@ -580,7 +585,8 @@ class FeatureStore:
     def run_log(self) -> pd.DataFrame:
         """Every recorded outcome, oldest first, as a DataFrame."""
         with self._index() as f:
-            entries = [json.loads(s) for s in f["log"].asstr()[:]]
+            raw = f["log"][:].tobytes().decode()
+        entries = [json.loads(line) for line in raw.splitlines() if line]
         return pd.DataFrame(entries)
 
     def stored_input(self, key: str, extra: dict[str, Path] | None = None) -> StoredInput:

@@ -46,9 +46,18 @@ class _OpenSmileExtractor(Extractor):
 
     def __init__(self, config=None, device="cpu"):
         super().__init__(config, device)
-        self._lld = opensmile.Smile(feature_set=self.feature_set, feature_level=self.lld_level)
-        self._func = opensmile.Smile(
-            feature_set=self.feature_set, feature_level=opensmile.FeatureLevel.Functionals
+        # each openSMILE instance costs 10-30 ms to build: only the streams asked for
+        self._lld = (
+            opensmile.Smile(feature_set=self.feature_set, feature_level=self.lld_level)
+            if self.config["lld"]
+            else None
+        )
+        self._func = (
+            opensmile.Smile(
+                feature_set=self.feature_set, feature_level=opensmile.FeatureLevel.Functionals
+            )
+            if self.config["functionals"]
+            else None
         )
 
     def streams(self):

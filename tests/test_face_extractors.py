@@ -200,3 +200,31 @@ def test_timm_weights_offline_error_is_clear(crop_folder, tmp_path):
     assert res.returncode == 1
     assert "cannot load timm's pretrained test_vit weights" in res.stderr
     assert "weights=lite0-imagenet" in res.stderr
+
+
+def test_mouth_landmarks_and_open_flag(crop_folder, cache_dir, tmp_path):
+    out = tmp_path / "m.h5"
+    res = run_cli(
+        "extract",
+        "-q",
+        "-p",
+        "mouth",
+        "-p",
+        "mouth_open",
+        "--set",
+        f"mouth.cache_dir={cache_dir}",
+        str(crop_folder),
+        "-o",
+        str(out),
+    )
+    assert res.returncode == 0, res.stderr
+    store = emofeat.open_store(out)
+    mouth = store.read("video7_left", "mouth", "mouth")
+    assert mouth.labels == ["inner_lip_area", "open_ratio"]
+    happy, surprised = mouth.data[0], mouth.data[1]
+    # the surprised face's mouth is wide open, the smiling one much less
+    assert surprised[1] > 1.3 * happy[1] and (mouth.data[:, 0] > 0).all()
+    pts = store.read("video7_left", "mouth", "landmarks").data.reshape(-1, 68, 2)
+    assert (pts[:, 48:68, 1] > pts[:, 36:48, 1].max(1, keepdims=True)).all()  # mouth below eyes
+    flag = store.read("video7_left", "mouth_open", "open", aligned=True)
+    assert flag.data.shape == (4, 1) and set(np.unique(flag.data[flag.mask])) <= {0.0, 1.0}

@@ -134,9 +134,9 @@ EFFICIENTNET_LITE0 = Model(
 
 @emofeat.hookimpl
 def register_extractors(register):
-    from .extractors import FaceCNN, FaceExpression, FaceStage, FaceViT
+    from .extractors import FaceCNN, FaceExpression, FaceStage, FaceViT, Mouth, MouthOpen
 
-    for cls in (FaceStage, FaceExpression, FaceCNN, FaceViT):
+    for cls in (FaceStage, FaceExpression, FaceCNN, FaceViT, Mouth, MouthOpen):
         register(cls)
 
 

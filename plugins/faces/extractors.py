@@ -426,3 +426,97 @@ class FaceViT(_TimmFace):
     license = "Apache-2.0 (timm); weights: per their source"
     description = "timm ViT on face crops (vit_base_patch16_224): embedding or pooled features"
     settings = _TimmFace._settings("vit_base_patch16_224", 224)
+
+
+def _shoelace(points: np.ndarray) -> np.ndarray:
+    """Polygon area of (n, k, 2) point sets."""
+    x, y = points[..., 0], points[..., 1]
+    return 0.5 * np.abs((x * np.roll(y, -1, -1) - np.roll(x, -1, -1) * y).sum(-1))
+
+
+class Mouth(_FaceCropExtractor):
+    """68-point landmarks (face-api.js) and mouth openness: a visual voice-activity cue."""
+
+    name = "mouth"
+    version = "1"
+    input_size = 112
+    license = "MIT (face-api.js FaceLandmark68Net weights)"
+    description = "68 face landmarks (crop-relative) + inner-lip area and mouth-open ratio"
+    settings = {
+        "margin": Setting(0.1, "box enlargement before squaring (fraction of the box side)"),
+        "batch_size": Setting(64, "crops per forward pass"),
+        "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
+    }
+
+    def _load(self):
+        if self.net is None:
+            from .landmark_net import FaceLandmark68Net
+
+            folder = _cache(self.config).path(get_model("face-landmarks-68"))
+            self.net = FaceLandmark68Net.from_folder(folder).to(self.torch_device).eval()
+
+    def _infer(self, crops):
+        import torch
+
+        from .expression_net import preprocess
+
+        with torch.inference_mode():
+            pts = self.net(preprocess(crops).to(self.torch_device)).float().cpu().numpy()
+        inner = pts[:, 60:68]  # inner lip contour
+        width = np.linalg.norm(pts[:, 54] - pts[:, 48], axis=1)
+        gap = np.mean(
+            [
+                np.linalg.norm(pts[:, a] - pts[:, b], axis=1)
+                for a, b in ((61, 67), (62, 66), (63, 65))
+            ],
+            axis=0,
+        )
+        mouth = np.stack([_shoelace(inner), gap / np.maximum(width, 1e-6)], axis=1)
+        return {"landmarks": pts.reshape(len(pts), -1), "mouth": mouth}
+
+    def streams(self):
+        lm = tuple(f"p{i}_{a}" for i in range(68) for a in ("x", "y"))
+        return [
+            StreamSpec("landmarks", lm, "frame", "video frames"),
+            StreamSpec("mouth", ("inner_lip_area", "open_ratio"), "frame", "video frames"),
+        ]
+
+    def model(self):
+        return _model_info("face-landmarks-68", self.config)
+
+
+class MouthOpen(Extractor):
+    """The paper's mouth-open flag: rolling mean of the mouth-open ratio above the video mean."""
+
+    name = "mouth_open"
+    version = "1"
+    modality = "features"
+    license = "MIT (no model)"
+    description = "1 where the 30-frame rolling mean of mouth.open_ratio exceeds its video mean"
+    settings = {"frames": Setting(30, "rolling-mean length in frames")}
+
+    def streams(self):
+        return [StreamSpec("open", ("mouth_open",), "frame", "video frames")]
+
+    def sources(self, stored):
+        if ("mouth", "mouth", "frame") in stored.streams():
+            return [("mouth", "mouth")]
+        raise emofeat.SkipExtractor("needs the mouth extractor's output (--plugin mouth)")
+
+    def process_stored(self, source, grid):
+        # the flag compares with the whole video's mean: one pass over a 2-value stream
+        data, mask = source.read_aligned("mouth", "mouth", 0, len(grid))
+        ratio = np.where(mask, data[:, 1], np.nan)
+        k = max(1, int(self.config["frames"]))
+        valid = np.isfinite(ratio)
+        filled = np.where(valid, ratio, 0.0)
+        # centred window [i - k//2, i - k//2 + k), clipped at the ends
+        lo = np.clip(np.arange(len(ratio)) - k // 2, 0, len(ratio))
+        hi = np.clip(lo + k, 0, len(ratio))
+        csum = np.concatenate([[0.0], np.cumsum(filled)])
+        ccount = np.concatenate([[0.0], np.cumsum(valid)])
+        sums, counts = csum[hi] - csum[lo], ccount[hi] - ccount[lo]
+        rolling = sums / np.maximum(counts, 1)
+        mean = float(np.nanmean(ratio)) if valid.any() else 0.0
+        flag = (rolling > mean).astype(np.float32)
+        yield Rows("open", flag, grid.starts, grid.ends, valid=counts > 0)
