@@ -456,7 +456,8 @@ class FeatureStore:
         with h5py.File(tmp, "a", libver=("v110", "latest")) as f:
             for key, extractor, _ in items:
                 g = f.require_group(f"items/{safe_name(key)}")
-                g.attrs["key"] = key
+                if "key" not in g.attrs:  # fixed-length bytes: no global-heap block per commit
+                    g.attrs["key"] = np.bytes_(key.encode())
                 name = safe_name(extractor)
                 if name in g:
                     del g[name]
