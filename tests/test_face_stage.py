@@ -123,3 +123,22 @@ def test_subject_selection_on_a_group_photo(pyfeat_media, cache_dir, tmp_path):
         assert face.mask.all()
         np.testing.assert_allclose(face.data[0, :4], box, atol=1e-3)
         assert face.data[0, 16] == 5  # five faces seen
+
+
+def test_haar_fallback_when_mtcnn_weights_cannot_be_had(pyfeat_media, cache_dir, tmp_path):
+    video = pyfeat_media / "single_face.mp4"
+    # an unusable cache: MTCNN cannot be fetched, so auto falls back to OpenCV's Haar cascade
+    summary, store = _run(
+        tmp_path, [video], _jobs("/proc/emofeat-no-cache", detector="auto"), "haar.h5"
+    )
+    assert summary.results[0].status == "done"
+    attrs = store.item_attrs("single_face", "faces")
+    assert attrs["model_id"] == "opencv-haarcascade_frontalface_default"
+    assert attrs["license"] == "BSD-3-Clause"
+    haar = store.read("single_face", "faces", "face", aligned=True)
+    _, ref = _run(tmp_path, [video], _jobs(cache_dir), "mtcnn.h5")
+    mt = ref.read("single_face", "faces", "face", aligned=True)
+    both = haar.mask & mt.mask
+    assert both.mean() > 0.9
+    overlaps = [iou(haar.data[i, :4], mt.data[i, :4])[0, 0] for i in np.nonzero(both)[0]]
+    assert np.median(overlaps) > 0.5  # same face; the two detectors frame it differently

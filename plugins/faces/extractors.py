@@ -7,13 +7,14 @@ id, number of faces) is stored like any other stream, so crops are reproducible.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 import emofeat
 from emofeat import Extractor, ModelInfo, Rows, Setting, StreamSpec
-from emofeat.models import ModelCache, get_model
+from emofeat.models import ModelCache, ModelError, get_model
 
 from .tracking import Detection, Tracker, detection_frames, interpolate
 
@@ -43,6 +44,38 @@ def _torch_device(device: str):
     return torch.device(device)
 
 
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade behind MTCNN's ``detect`` interface.
+
+    It gives boxes only: scores are 1 and the 5 landmarks are left at 0. It misses profiles;
+    it is the fallback when the MTCNN weights cannot be obtained.
+    """
+
+    def __init__(self, min_face: int = 20) -> None:
+        import cv2
+
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise RuntimeError(f"OpenCV cannot read its Haar cascade {path}")
+        self.min_face = int(min_face)
+        self.cv2 = cv2
+
+    def detect(self, images: np.ndarray):
+        out = []
+        for img in images:
+            gray = self.cv2.cvtColor(np.ascontiguousarray(img), self.cv2.COLOR_RGB2GRAY)
+            found = self.cascade.detectMultiScale(
+                gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_face, self.min_face)
+            )
+            boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in found], np.float32)
+            boxes = boxes.reshape(-1, 4)
+            out.append(
+                (boxes, np.ones(len(boxes), np.float32), np.zeros((len(boxes), 5, 2), np.float32))
+            )
+        return out
+
+
 class FaceStage(Extractor):
     """Face detection (MTCNN), tracking between detections and target-subject selection."""
 
@@ -54,9 +87,10 @@ class FaceStage(Extractor):
     settings = {
         "detector": Setting(
             "auto",
-            "mtcnn, none (frames are face crops) or auto (none for "
-            "image folders, mtcnn for videos)",
-            ("auto", "mtcnn", "none"),
+            "mtcnn; haar (OpenCV Haar cascade: no landmarks, misses profiles); none (frames "
+            "are face crops); auto = none for image folders, else mtcnn, falling back to "
+            "haar when the MTCNN weights cannot be obtained",
+            ("auto", "mtcnn", "haar", "none"),
         ),
         "detect_every": Setting(
             5,
@@ -82,16 +116,29 @@ class FaceStage(Extractor):
     def __init__(self, config=None, device="cpu"):
         super().__init__(config, device)
         self._mtcnn = None
+        self._haar = None
 
     def streams(self):
         return [StreamSpec("face", FACE_LABELS, "frame", "video frames")]
 
     def model(self):
-        if self.config["detector"] == "none":
+        used = getattr(self, "used", self.config["detector"])
+        if used == "haar":
+            return ModelInfo(
+                "opencv-haarcascade_frontalface_default",
+                "",
+                "BSD-3-Clause",
+                "opencv-python-headless",
+            )
+        if used in ("none", "auto") and self.config["detector"] != "mtcnn":
             return ModelInfo(license=self.license)
         return _model_info("mtcnn", self.config)
 
     def _detector(self):
+        if self.used == "haar":
+            if self._haar is None:
+                self._haar = HaarDetector(self.config["min_face"])
+            return self._haar
         if self._mtcnn is None:
             from .mtcnn import MTCNN
 
@@ -106,7 +153,19 @@ class FaceStage(Extractor):
 
     def begin(self, info):
         det = self.config["detector"]
-        self.detect = det == "mtcnn" or (det == "auto" and info.kind != "images")
+        self.used = "none" if det == "auto" and info.kind == "images" else det
+        if self.used == "auto":
+            try:
+                self.used = "mtcnn"
+                self._detector()
+            except ModelError as exc:  # offline without the weights: the weaker fallback
+                print(
+                    f"emofeat faces: MTCNN unavailable ({str(exc).splitlines()[0]}); "
+                    "using OpenCV's Haar cascade",
+                    file=sys.stderr,
+                )
+                self.used = "haar"
+        self.detect = self.used != "none"
         self.period = 1.0 / float(info.fps or 30.0)
         self.tracker = Tracker(self.config["subject"], info.width, info.height)
         if self.detect:
