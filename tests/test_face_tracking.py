@@ -71,3 +71,32 @@ def test_square_crop_keeps_aspect_and_pads():
     edge = crop_faces(frame, np.array([[-20, -20, 20, 20]], np.float32), 20, margin=0.0)[0]
     assert edge[:10, :].max() == 0 and edge[:, :10].max() == 0
     assert crop_faces(frame, box, 112).shape == (1, 112, 112, 3)
+
+
+def test_aligned_crop_levels_the_eyes():
+    frame = np.zeros((1, 200, 200, 3), np.uint8)
+    # two bright "eyes" on a line tilted by 30 degrees around (100, 100)
+    angle = np.deg2rad(30)
+    eyes = np.array(
+        [
+            [100 - 30 * np.cos(angle), 100 - 30 * np.sin(angle)],
+            [100 + 30 * np.cos(angle), 100 + 30 * np.sin(angle)],
+        ]
+    )
+    yy, xx = np.mgrid[:200, :200]
+    for ex, ey in eyes:
+        frame[0][(xx - ex) ** 2 + (yy - ey) ** 2 <= 36] = 255
+    box = np.array([[50, 50, 150, 150]], np.float32)
+    plain = crop_faces(frame, box, 100, margin=0.0)[0, :, :, 0]
+    aligned = crop_faces(frame, box, 100, margin=0.0, eyes=eyes[None])[0, :, :, 0]
+
+    def blob_rows(img):
+        ys, xs = np.nonzero(img > 128)
+        left, right = ys[xs < 50], ys[xs >= 50]
+        return left.mean(), right.mean()
+
+    lt, rt = blob_rows(plain)
+    assert rt - lt > 20  # tilted in the plain crop
+    la, ra = blob_rows(aligned)
+    assert abs(ra - la) < 1.0  # level after alignment
+    assert abs((la + ra) / 2 - 50) < 1.5  # still centred

@@ -22,13 +22,20 @@ def square_boxes(boxes: np.ndarray, margin: float | np.ndarray) -> np.ndarray:
 
 
 def crop_faces(
-    frames: np.ndarray, boxes: np.ndarray, size: int, margin: float = 0.2, device: str = "cpu"
+    frames: np.ndarray,
+    boxes: np.ndarray,
+    size: int,
+    margin: float | np.ndarray = 0.2,
+    device: str = "cpu",
+    eyes: np.ndarray | None = None,
+    group: int = 4,
 ) -> np.ndarray:
-    """Cut, pad and resize face crops, all frames in one batched call.
+    """Cut, pad and resize face crops.
 
-    Uses ``torchvision.ops.roi_align`` (bilinear samples averaged over each output pixel's
-    footprint, which acts as area averaging when shrinking); parts of a box outside the
-    frame come out black.
+    Without ``eyes``: ``torchvision.ops.roi_align`` (bilinear samples averaged over each output
+    pixel's footprint, which acts as area averaging when shrinking). With ``eyes``: the crop
+    is also rotated about the box centre so that the eyes are level (alignment from the
+    landmarks), sampled bilinearly with ``grid_sample``. Parts outside the frame are black.
 
     Args:
         frames: uint8 RGB frames, shape ``(n, H, W, 3)``.
@@ -37,26 +44,62 @@ def crop_faces(
         margin: enlargement of the box before squaring (0.2 = 20 % larger); one value
             or one per frame.
         device: torch device for the resampling.
+        eyes: optional ``(n, 2, 2)`` left and right eye centres in pixels.
+        group: frames converted to float at a time (bounds memory on large frames).
 
     Returns:
         uint8 crops, shape ``(n, size, size, 3)``.
     """
-    from torchvision.ops import roi_align
-
     n = len(frames)
     if n == 0:
         return np.zeros((0, size, size, 3), np.uint8)
     sq = square_boxes(boxes, margin)
     h, w = frames.shape[1:3]
     exact = np.all(np.abs(sq - np.array([0, 0, w, h])) < 1e-6, axis=1) & (w == size) & (h == size)
-    if exact.all():  # already a crop of the right size: nothing to resample
+    if eyes is None and exact.all():  # already a crop of the right size: nothing to resample
         return np.ascontiguousarray(frames)
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float()
+    out = np.empty((n, size, size, 3), np.uint8)
+    for a in range(0, n, group):
+        b = min(n, a + group)
+        x = torch.from_numpy(np.ascontiguousarray(frames[a:b])).to(device)
+        x = x.permute(0, 3, 1, 2).float()
+        if eyes is None:
+            res = _roi_crops(x, sq[a:b], size, device)
+        else:
+            res = _aligned_crops(x, sq[a:b], np.asarray(eyes[a:b], np.float64), size, device)
+        out[a:b] = res.round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    return out
+
+
+def _roi_crops(x: torch.Tensor, sq: np.ndarray, size: int, device: str) -> torch.Tensor:
+    from torchvision.ops import roi_align
+
+    k = len(sq)
     rois = torch.cat(
-        [torch.arange(n, dtype=torch.float32)[:, None], torch.from_numpy(sq.astype(np.float32))], 1
+        [torch.arange(k, dtype=torch.float32)[:, None], torch.from_numpy(sq.astype(np.float32))], 1
     ).to(device)
     ratio = int(max(1, np.ceil((sq[:, 2] - sq[:, 0]).max() / size)))
-    out = roi_align(
+    return roi_align(
         x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=ratio, aligned=True
     )
-    return out.round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _aligned_crops(
+    x: torch.Tensor, sq: np.ndarray, eyes: np.ndarray, size: int, device: str
+) -> torch.Tensor:
+    import torch.nn.functional as F  # noqa: N812
+
+    h, w = x.shape[2:]
+    cx, cy = (sq[:, 0] + sq[:, 2]) / 2, (sq[:, 1] + sq[:, 3]) / 2
+    side = sq[:, 2] - sq[:, 0]
+    d = eyes[:, 1] - eyes[:, 0]
+    angle = np.arctan2(d[:, 1], d[:, 0])  # rotate by the eye line's angle: eyes come out level
+    cos, sin = np.cos(angle), np.sin(angle)
+    # output (u, v) in [-1, 1] -> frame pixel c + R(angle) (u, v) side / 2 -> normalised input
+    theta = np.zeros((len(sq), 2, 3))
+    theta[:, 0] = np.stack([side / w * cos, -side / w * sin, 2 * cx / w - 1], 1)
+    theta[:, 1] = np.stack([side / h * sin, side / h * cos, 2 * cy / h - 1], 1)
+    grid = F.affine_grid(
+        torch.from_numpy(theta).float().to(device), (len(sq), 3, size, size), align_corners=False
+    )
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -249,13 +249,14 @@ class _FaceCropExtractor(Extractor):
         (faces,) = chunk.upstream["faces"]
         n = len(chunk.frames)
         boxes = faces.data[:, :4].copy()
+        eyes = faces.data[:, 5:9].reshape(n, 2, 2).copy()  # lm0 (left eye), lm1 (right eye)
         valid = faces.valid.copy() if faces.valid is not None else np.ones(n, bool)
         has_box = np.zeros(n, bool)
         for i in range(n):
             if valid[i]:
-                self.last_box = boxes[i]
+                self.last_box, self.last_eyes = boxes[i], eyes[i]
             elif self.last_box is not None:
-                boxes[i] = self.last_box
+                boxes[i], eyes[i] = self.last_box, self.last_eyes
             has_box[i] = self.last_box is not None
         h, w = chunk.frames.shape[1:3]
         full = np.all(boxes == np.array([0, 0, w, h], np.float32), axis=1)
@@ -265,7 +266,13 @@ class _FaceCropExtractor(Extractor):
         for a in range(0, len(idx), bs):
             sel = idx[a : a + bs]
             margins = np.where(full[sel], 0.0, self.config["margin"])
-            crops = crop_faces(chunk.frames[sel], boxes[sel], self.input_size, margins)
+            crops = crop_faces(
+                chunk.frames[sel],
+                boxes[sel],
+                self.input_size,
+                margins,
+                eyes=eyes[sel] if self.config["align"] else None,
+            )
             for name, values in self._infer(crops).items():
                 out[name][sel] = values
         for name, values in out.items():
@@ -281,6 +288,7 @@ class FaceExpression(_FaceCropExtractor):
     description = "expression net on 112 px face crops: 256-d embedding + 7 class probabilities"
     settings = {
         "margin": Setting(0.1, "box enlargement before squaring (fraction of the box side)"),
+        "align": Setting(False, "rotate each crop so the eyes are level (MTCNN landmarks)"),
         "batch_size": Setting(64, "crops per forward pass"),
         "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
     }
@@ -331,6 +339,7 @@ class _TimmFace(_FaceCropExtractor):
             "model": Setting("", "alias of weights=PATH (a fine-tuned checkpoint)"),
             "input_size": Setting(size, "crop side in pixels (checkpoints carry their own)"),
             "margin": Setting(0.1, "box enlargement before squaring (fraction of the side)"),
+            "align": Setting(False, "rotate each crop so the eyes are level (MTCNN landmarks)"),
             "batch_size": Setting(32, "crops per forward pass"),
             "half": Setting(False, "half precision (CUDA only)"),
             "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
@@ -503,6 +512,7 @@ class Mouth(_FaceCropExtractor):
     description = "68 face landmarks (crop-relative) + inner-lip area and mouth-open ratio"
     settings = {
         "margin": Setting(0.1, "box enlargement before squaring (fraction of the box side)"),
+        "align": Setting(False, "rotate each crop so the eyes are level (MTCNN landmarks)"),
         "batch_size": Setting(64, "crops per forward pass"),
         "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
     }
