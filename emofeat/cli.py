@@ -291,6 +291,13 @@ def print_summary(summary: RunSummary, store_path: Path) -> None:
     type=click.FloatRange(min=0.1),
     help="Frame rate in Hz of image-sequence folders.",
 )
+@click.option(
+    "--prefetch",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Chunks decoded ahead in a background thread (0: no overlap).",
+)
 @click.option("--no-recursive", is_flag=True, help="Do not search folders recursively.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def extract(
@@ -304,6 +311,7 @@ def extract(
     device,
     grid_rate,
     image_fps,
+    prefetch,
     no_recursive,
     quiet,
 ) -> None:
@@ -331,6 +339,7 @@ def extract(
         device=device,
         grid_rate=grid_rate,
         image_fps=image_fps,
+        prefetch=prefetch,
     )
     command = " ".join(shlex.quote(a) for a in ["emofeat", *sys.argv[1:]])
     try:

@@ -8,10 +8,12 @@ process writes the store's index (:meth:`FeatureStore.commit`).
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -48,6 +50,7 @@ class RunOptions:
         image_fps: frame rate in Hz assumed for image-sequence folders.
         video_batch: frames per batch given to video extractors.
         audio_chunk: seconds of audio per chunk given to audio extractors.
+        prefetch: chunks decoded ahead in a background thread (0: decode in line).
     """
 
     overwrite: bool = False
@@ -57,6 +60,7 @@ class RunOptions:
     image_fps: float = 30.0
     video_batch: int = 32
     audio_chunk: float = 5.0
+    prefetch: int = 2
 
 
 @dataclass
@@ -105,6 +109,57 @@ class InputResult:
     seconds: float = 0.0
     decode_seconds: float = 0.0
     media_seconds: float = 0.0
+
+
+_DONE = object()
+
+
+def prefetch(iterable, depth: int) -> Iterator:
+    """Iterate over ``iterable`` in a background thread, ``depth`` items ahead.
+
+    Decoding (PyAV) and inference (torch, openSMILE) release the GIL, so decoding the next
+    chunks overlaps extraction of the current one; memory stays bounded by ``depth`` chunks.
+    Exceptions raised by the producer are re-raised here. ``depth < 1`` disables the thread.
+    """
+    if depth < 1:
+        yield from iterable
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("done", _DONE))
+        except BaseException as exc:  # handed to the consumer
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="emofeat-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                break
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
 
 
 def order_jobs(jobs: list[Job]) -> list[Job]:
@@ -328,7 +383,7 @@ def process_input(
     last_report = 0.0
     fed = {j.name: 0.0 for j, _, _ in active}  # seconds of the input each extractor has seen
     try:
-        for chunk in decoder:
+        for chunk in prefetch(decoder, options.prefetch):
             if isinstance(chunk, VideoChunk):
                 chunk.upstream = {}
             for job, ex, writer in active:

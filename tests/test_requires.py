@@ -121,3 +121,28 @@ def test_requirement_problems_are_config_errors():
 
     with pytest.raises(emofeat.ConfigError, match="require each other"):
         order_jobs([Job("a", A, {}), Job("b", B, {})])
+
+
+def test_prefetch_keeps_order_and_raises_producer_errors():
+    from emofeat.engine import prefetch
+
+    assert list(prefetch(iter(range(100)), 3)) == list(range(100))
+    assert list(prefetch(iter(range(5)), 0)) == list(range(5))
+
+    def broken():
+        yield 1
+        raise emofeat.MediaError("x.mp4", "decoding failed")
+
+    got = []
+    with pytest.raises(emofeat.MediaError, match="x.mp4: decoding failed"):
+        for item in prefetch(broken(), 2):
+            got.append(item)
+    assert got == [1]
+    # the consumer stopping early does not leave the producer thread blocked
+    import threading
+
+    before = threading.active_count()
+    for i in prefetch(iter(range(10_000)), 2):
+        if i == 3:
+            break
+    assert threading.active_count() <= before
