@@ -233,7 +233,11 @@ class _FaceCropExtractor(Extractor):
         self.net = None  # loaded on first use: listing plugins must not load models
 
     def begin(self, info):
+        import torch
+
         self.torch_device = _torch_device(self.device)
+        half = bool(self.config.get("half")) and self.torch_device.type == "cuda"
+        self.dtype = torch.float16 if half else torch.float32
         self._load()
         self.last_box: np.ndarray | None = None
 
@@ -290,6 +294,7 @@ class FaceExpression(_FaceCropExtractor):
         "margin": Setting(0.1, "box enlargement before squaring (fraction of the box side)"),
         "align": Setting(False, "rotate each crop so the eyes are level (MTCNN landmarks)"),
         "batch_size": Setting(64, "crops per forward pass"),
+        "half": Setting(False, "half precision (CUDA only)"),
         "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
     }
 
@@ -306,7 +311,7 @@ class FaceExpression(_FaceCropExtractor):
         from .expression_net import preprocess
 
         with torch.inference_mode():
-            e, p = self.net(preprocess(crops).to(self.torch_device))
+            e, p = self.net.to(self.dtype)(preprocess(crops).to(self.torch_device, self.dtype))
         return {"embedding": e.float().cpu().numpy(), "probs": p.float().cpu().numpy()}
 
     def streams(self):
@@ -514,6 +519,7 @@ class Mouth(_FaceCropExtractor):
         "margin": Setting(0.1, "box enlargement before squaring (fraction of the box side)"),
         "align": Setting(False, "rotate each crop so the eyes are level (MTCNN landmarks)"),
         "batch_size": Setting(64, "crops per forward pass"),
+        "half": Setting(False, "half precision (CUDA only)"),
         "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
     }
 
@@ -530,7 +536,8 @@ class Mouth(_FaceCropExtractor):
         from .expression_net import preprocess
 
         with torch.inference_mode():
-            pts = self.net(preprocess(crops).to(self.torch_device)).float().cpu().numpy()
+            x = preprocess(crops).to(self.torch_device, self.dtype)
+            pts = self.net.to(self.dtype)(x).float().cpu().numpy()
         inner = pts[:, 60:68]  # inner lip contour
         width = np.linalg.norm(pts[:, 54] - pts[:, 48], axis=1)
         gap = np.mean(
