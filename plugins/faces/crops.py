@@ -78,9 +78,10 @@ def _roi_crops(x: torch.Tensor, sq: np.ndarray, size: int, device: str) -> torch
     rois = torch.cat(
         [torch.arange(k, dtype=torch.float32)[:, None], torch.from_numpy(sq.astype(np.float32))], 1
     ).to(device)
-    ratio = int(max(1, np.ceil((sq[:, 2] - sq[:, 0]).max() / size)))
+    # sampling_ratio=-1: ceil(side / size) samples per output pixel for each box on its own
+    # (a ratio shared by the batch made a face's crop depend on the other faces cropped with it)
     return roi_align(
-        x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=ratio, aligned=True
+        x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True
     )
 
 

@@ -216,6 +216,17 @@ class FaceStage(Extractor):
         yield Rows("face", rows, chunk.times, ends, valid=valid)
 
 
+def _crop_settings(batch_size: int) -> dict[str, Setting]:
+    """Settings every face-crop extractor has."""
+    return {
+        "margin": Setting(0.1, "box enlargement before squaring (fraction of the box side)"),
+        "align": Setting(False, "rotate each crop so the eyes are level (MTCNN landmarks)"),
+        "batch_size": Setting(batch_size, "crops per forward pass"),
+        "half": Setting(False, "half precision (CUDA only)"),
+        "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
+    }
+
+
 class _FaceCropExtractor(Extractor):
     """Shared by face extractors: crops from the face stage's boxes, batched inference.
 
@@ -243,6 +254,12 @@ class _FaceCropExtractor(Extractor):
 
     def _load(self):
         raise NotImplementedError
+
+    def _load_tfjs(self, net_class, model_name: str) -> None:
+        """Load a face-api.js net from the registry model ``model_name`` (once)."""
+        if self.net is None:
+            folder = _cache(self.config).path(get_model(model_name))
+            self.net = net_class.from_folder(folder).to(self.torch_device, self.dtype).eval()
 
     def _infer(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -290,20 +307,12 @@ class FaceExpression(_FaceCropExtractor):
     version = "1"
     license = "MIT (face-api.js FaceExpressionNet weights)"
     description = "expression net on 112 px face crops: 256-d embedding + 7 class probabilities"
-    settings = {
-        "margin": Setting(0.1, "box enlargement before squaring (fraction of the box side)"),
-        "align": Setting(False, "rotate each crop so the eyes are level (MTCNN landmarks)"),
-        "batch_size": Setting(64, "crops per forward pass"),
-        "half": Setting(False, "half precision (CUDA only)"),
-        "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
-    }
+    settings = _crop_settings(batch_size=64)
 
     def _load(self):
-        if self.net is None:
-            from .expression_net import FaceExpressionNet
+        from .expression_net import FaceExpressionNet
 
-            folder = _cache(self.config).path(get_model("face-expression"))
-            self.net = FaceExpressionNet.from_folder(folder).to(self.torch_device).eval()
+        self._load_tfjs(FaceExpressionNet, "face-expression")
 
     def _infer(self, crops):
         import torch
@@ -311,7 +320,7 @@ class FaceExpression(_FaceCropExtractor):
         from .expression_net import preprocess
 
         with torch.inference_mode():
-            e, p = self.net.to(self.dtype)(preprocess(crops).to(self.torch_device, self.dtype))
+            e, p = self.net(preprocess(crops).to(self.torch_device, self.dtype))
         return {"embedding": e.float().cpu().numpy(), "probs": p.float().cpu().numpy()}
 
     def streams(self):
@@ -328,7 +337,6 @@ class _TimmFace(_FaceCropExtractor):
     """A timm backbone on face crops: pretrained tags, a fine-tuned checkpoint, or lite0."""
 
     arch = ""
-    default_size = 224
     version = "1"
 
     @classmethod
@@ -343,11 +351,7 @@ class _TimmFace(_FaceCropExtractor):
             ),
             "model": Setting("", "alias of weights=PATH (a fine-tuned checkpoint)"),
             "input_size": Setting(size, "crop side in pixels (checkpoints carry their own)"),
-            "margin": Setting(0.1, "box enlargement before squaring (fraction of the side)"),
-            "align": Setting(False, "rotate each crop so the eyes are level (MTCNN landmarks)"),
-            "batch_size": Setting(32, "crops per forward pass"),
-            "half": Setting(False, "half precision (CUDA only)"),
-            "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
+            **_crop_settings(batch_size=32),
         }
 
     def _weights(self) -> str:
@@ -515,20 +519,12 @@ class Mouth(_FaceCropExtractor):
     input_size = 112
     license = "MIT (face-api.js FaceLandmark68Net weights)"
     description = "68 face landmarks (crop-relative) + inner-lip area and mouth-open ratio"
-    settings = {
-        "margin": Setting(0.1, "box enlargement before squaring (fraction of the box side)"),
-        "align": Setting(False, "rotate each crop so the eyes are level (MTCNN landmarks)"),
-        "batch_size": Setting(64, "crops per forward pass"),
-        "half": Setting(False, "half precision (CUDA only)"),
-        "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
-    }
+    settings = _crop_settings(batch_size=64)
 
     def _load(self):
-        if self.net is None:
-            from .landmark_net import FaceLandmark68Net
+        from .landmark_net import FaceLandmark68Net
 
-            folder = _cache(self.config).path(get_model("face-landmarks-68"))
-            self.net = FaceLandmark68Net.from_folder(folder).to(self.torch_device).eval()
+        self._load_tfjs(FaceLandmark68Net, "face-landmarks-68")
 
     def _infer(self, crops):
         import torch
@@ -537,7 +533,7 @@ class Mouth(_FaceCropExtractor):
 
         with torch.inference_mode():
             x = preprocess(crops).to(self.torch_device, self.dtype)
-            pts = self.net.to(self.dtype)(x).float().cpu().numpy()
+            pts = self.net(x).float().cpu().numpy()
         inner = pts[:, 60:68]  # inner lip contour
         width = np.linalg.norm(pts[:, 54] - pts[:, 48], axis=1)
         gap = np.mean(
