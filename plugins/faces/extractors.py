@@ -458,13 +458,14 @@ class _TimmFace(_FaceCropExtractor):
                 names = tuple(labels.get(head) or [f"{head}{i}" for i in range(k)])
                 out.append(StreamSpec(head, names, "frame", "video frames"))
             return out
-        import timm
+        if self.net is not None:
+            feat = self.net.backbone.num_features
+        else:
+            import timm
+            import torch
 
-        feat = (
-            timm.create_model(self._arch(), pretrained=False, num_classes=0).num_features
-            if self.net is None
-            else self.net.backbone.num_features
-        )
+            with torch.device("meta"):  # only the width is needed: allocate no weights
+                feat = timm.create_model(self._arch(), pretrained=False, num_classes=0).num_features
         return [
             StreamSpec("features", tuple(f"f{i}" for i in range(feat)), "frame", "video frames")
         ]
