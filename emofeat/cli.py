@@ -63,6 +63,18 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def set_compute_threads(n: int) -> None:
+    """Limit OpenMP/MKL/torch threads of this process and of the workers it starts.
+
+    Oversubscribed OpenMP threads (workers x threads > CPUs, or a busy machine) slow small
+    operators down by orders of magnitude (measured: docs/benchmarks.md, face pipeline).
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
 def build_jobs(names: list[str], sets: tuple[str, ...], config_file: str | None) -> list[Job]:
     """Resolve extractor names and settings into configured jobs (raises on bad input)."""
     given = config_mod.merge(
@@ -292,6 +304,13 @@ def print_summary(summary: RunSummary, store_path: Path) -> None:
     help="Frame rate in Hz of image-sequence folders.",
 )
 @click.option(
+    "--threads",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 1024),
+    help="Compute threads per process for torch/OpenMP (0: CPUs / workers).",
+)
+@click.option(
     "--prefetch",
     default=2,
     show_default=True,
@@ -311,6 +330,7 @@ def extract(
     device,
     grid_rate,
     image_fps,
+    threads,
     prefetch,
     no_recursive,
     quiet,
@@ -321,6 +341,7 @@ def extract(
     complete and unchanged in the store are skipped (use --overwrite to redo them).
     Exit status: 0 when every input succeeded or was skipped, 1 when any failed.
     """
+    set_compute_threads(threads or max(1, (os.cpu_count() or 1) // workers))
     try:
         jobs = build_jobs(_split_names(plugins), sets, config_file)
     except (ConfigError, UnknownExtractorError) as exc:

@@ -513,7 +513,9 @@ class Decoder:
         try:
             for packet in container.demux(*streams):
                 if packet.stream is vstream:
-                    if packet.pts is not None and packet.size:
+                    # packets the container marks as discarded (before the start of
+                    # playback) are not frames of the video
+                    if packet.pts is not None and packet.size and not packet.is_discard:
                         if pts_list and packet.pts < pts_list[-1]:
                             bisect.insort(pts_list, packet.pts)
                         else:

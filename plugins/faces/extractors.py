@@ -182,7 +182,12 @@ class FaceStage(Extractor):
             yield Rows("face", rows, chunk.times, ends)
             return
         positions = detection_frames(n, self.config["detect_every"])
-        results = self._detector().detect(chunk.frames[positions])
+        # MTCNN is fastest per frame in small batches on CPU (measured: 4 frames 33 ms/frame,
+        # 32 frames 48 ms/frame); on a GPU, one call per chunk
+        step = len(positions) if self.used == "mtcnn" and self.device != "cpu" else 4
+        results = []
+        for a in range(0, len(positions), step):
+            results.extend(self._detector().detect(chunk.frames[positions[a : a + step]]))
         subject: dict[int, np.ndarray] = {}
         extra = np.zeros((n, 2), np.float32)  # track id, number of faces
         extra[:, 0] = -1

@@ -92,6 +92,9 @@ class Tracker:
                 ids[d] = live[t]
         for t in self.tracks.values():
             t["gap"] += 1
+        # ended tracks are forgotten, so long videos do not accumulate them
+        for t in [t for t, v in self.tracks.items() if v["gap"] > self.max_gap + 1]:
+            del self.tracks[t]
         for d in range(len(det.boxes)):
             if ids[d] < 0:
                 ids[d] = self.next_id
