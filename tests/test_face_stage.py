@@ -62,7 +62,7 @@ def test_one_face_tracked_through_the_single_face_video(pyfeat_media, cache_dir,
 def test_tracking_stays_close_to_per_frame_detection(pyfeat_media, cache_dir, tmp_path):
     video = pyfeat_media / "single_face.mp4"
     _, every = _run(tmp_path, [video], _jobs(cache_dir, detect_every=1), "every.h5")
-    _, tracked = _run(tmp_path, [video], _jobs(cache_dir, detect_every=5), "tracked.h5")
+    _, tracked = _run(tmp_path, [video], _jobs(cache_dir), "tracked.h5")  # defaults
     a = every.read("single_face", "faces", "face", aligned=True)
     b = tracked.read("single_face", "faces", "face", aligned=True)
     both = a.mask & b.mask

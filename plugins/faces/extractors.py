@@ -93,7 +93,7 @@ class FaceStage(Extractor):
             ("auto", "mtcnn", "haar", "none"),
         ),
         "detect_every": Setting(
-            5,
+            3,
             "run the detector on every k-th frame (1: every frame); "
             "boxes in between are interpolated",
         ),
