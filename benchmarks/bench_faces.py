@@ -15,7 +15,7 @@ once into benchmarks/out/faces/, git-ignored). The main video is
 What it measures, in one process on one machine:
 
 1. **Loop**: the straightforward baseline. PyAV decodes frame by frame; MTCNN on that one
-   frame; the largest face is cropped (``crop_faces(frame[None], box[None], 112,
+   frame; the largest face is cropped (``crop_faces(frame[None], box[None], 112, as_float=True,
    margin=0.1)``) and fed to FaceExpressionNet (batch of 1). Boxes, probabilities,
    embeddings, wall and CPU time are recorded.
 2. **emofeat, detection on every frame** (``--set faces.detect_every=1``, ``engine.run``
@@ -185,7 +185,7 @@ def loop_run(path: Path) -> dict:
             n_faces.append(len(b))
             if len(b):
                 k = int(np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))
-                crop = crop_faces(img[None], b[k][None], 112, margin=0.1)
+                crop = crop_faces(img[None], b[k][None], 112, margin=0.1, as_float=True)
                 e, p = models.net.predict(crop)
                 boxes.append(b[k])
                 scores.append(float(s[k]))
@@ -367,11 +367,20 @@ def diagnose_every1(path: Path, loop: dict, emo: dict) -> dict:
     boxes = loop["boxes"][idx]
     # crops: one frame at a time (the loop) vs the chunk's frames in one call (emofeat)
     single = np.concatenate(
-        [crop_faces(imgs[i][None], boxes[k][None], 112, margin=0.1) for k, i in enumerate(idx)]
+        [
+            crop_faces(imgs[i][None], boxes[k][None], 112, margin=0.1, as_float=True)
+            for k, i in enumerate(idx)
+        ]
     )
     grouped = np.concatenate(
         [
-            crop_faces(np.stack([imgs[i] for i in idx[a : a + 32]]), boxes[a : a + 32], 112, 0.1)
+            crop_faces(
+                np.stack([imgs[i] for i in idx[a : a + 32]]),
+                boxes[a : a + 32],
+                112,
+                0.1,
+                as_float=True,
+            )
             for a in range(0, len(idx), 32)
         ]
     )
@@ -393,7 +402,9 @@ def diagnose_every1(path: Path, loop: dict, emo: dict) -> dict:
     # emofeat's stored boxes, cropped and run one frame at a time
     eb = np.concatenate(
         [
-            models.net.predict(crop_faces(imgs[i][None], emo["boxes"][i][None], 112, margin=0.1))[0]
+            models.net.predict(
+                crop_faces(imgs[i][None], emo["boxes"][i][None], 112, margin=0.1, as_float=True)
+            )[0]
             for i in idx
         ]
     )

@@ -277,7 +277,10 @@ def test_input_checks(net):
     with pytest.raises(ValueError, match="112, 112, 3"):
         preprocess(np.zeros((2, 100, 112, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
-        preprocess(np.zeros((1, 112, 112, 3), np.float32))
+        preprocess(np.zeros((1, 112, 112, 3), np.float64))
+    # float32 crops in 0..255 (unrounded, what the extractors pass) are taken as they are
+    xf = preprocess(np.full((1, 112, 112, 3), 12.25, np.float32))
+    assert float(xf.max()) == 12.25
     with pytest.raises(ValueError, match="N, 3, 112, 112"):
         net(torch.zeros(1, 112, 112, 3))
     x = preprocess(np.full((112, 112, 3), 200, np.uint8))

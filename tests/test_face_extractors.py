@@ -170,7 +170,11 @@ def test_checkpoint_round_trip_through_face_cnn_and_vit(crop_folder, tmp_path):
         expr = store.read("video7_left", extractor, "expr")
         assert expr.labels == list(EXPR_LABELS)
         crops = crop_faces(
-            _crops(crop_folder, (1, 2, 4)), np.array([[0, 0, 112, 112]] * 3), size, 0.0
+            _crops(crop_folder, (1, 2, 4)),
+            np.array([[0, 0, 112, 112]] * 3),
+            size,
+            0.0,
+            as_float=True,
         )
         x = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
         with torch.inference_mode():

@@ -29,6 +29,7 @@ def crop_faces(
     device: str = "cpu",
     eyes: np.ndarray | None = None,
     group: int = 4,
+    as_float: bool = False,
 ) -> np.ndarray:
     """Cut, pad and resize face crops.
 
@@ -46,9 +47,12 @@ def crop_faces(
         device: torch device for the resampling.
         eyes: optional ``(n, 2, 2)`` left and right eye centres in pixels.
         group: frames converted to float at a time (bounds memory on large frames).
+        as_float: return float32 values in 0..255 without rounding (what the face extractors
+            feed their nets: rounding to uint8 would turn sub-pixel box differences into
+            whole grey levels).
 
     Returns:
-        uint8 crops, shape ``(n, size, size, 3)``.
+        crops, shape ``(n, size, size, 3)``: uint8, or float32 with ``as_float``.
     """
     n = len(frames)
     if n == 0:
@@ -57,8 +61,8 @@ def crop_faces(
     h, w = frames.shape[1:3]
     exact = np.all(np.abs(sq - np.array([0, 0, w, h])) < 1e-6, axis=1) & (w == size) & (h == size)
     if eyes is None and exact.all():  # already a crop of the right size: nothing to resample
-        return np.ascontiguousarray(frames)
-    out = np.empty((n, size, size, 3), np.uint8)
+        return np.ascontiguousarray(frames, np.float32 if as_float else np.uint8)
+    out = np.empty((n, size, size, 3), np.float32 if as_float else np.uint8)
     for a in range(0, n, group):
         b = min(n, a + group)
         x = torch.from_numpy(np.ascontiguousarray(frames[a:b])).to(device)
@@ -67,7 +71,8 @@ def crop_faces(
             res = _roi_crops(x, sq[a:b], size, device)
         else:
             res = _aligned_crops(x, sq[a:b], np.asarray(eyes[a:b], np.float64), size, device)
-        out[a:b] = res.round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+        res = res.clamp(0, 255) if as_float else res.round().clamp(0, 255).byte()
+        out[a:b] = res.permute(0, 2, 3, 1).cpu().numpy()
     return out
 
 

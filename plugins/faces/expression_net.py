@@ -245,6 +245,6 @@ def preprocess(images: np.ndarray) -> torch.Tensor:
         raise ValueError(
             f"expected RGB images (N, {INPUT_SIZE}, {INPUT_SIZE}, 3), got shape {arr.shape}"
         )
-    if arr.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images, got {arr.dtype}")
+    if arr.dtype != np.uint8 and arr.dtype != np.float32:
+        raise ValueError(f"expected uint8 (or float32 0..255) images, got {arr.dtype}")
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))).float()

@@ -298,6 +298,7 @@ class _FaceCropExtractor(Extractor):
                 self.input_size,
                 margins,
                 eyes=eyes[sel] if self.config["align"] else None,
+                as_float=True,
             )
             for name, values in self._infer(crops).items():
                 out[name][sel] = values
@@ -426,6 +427,7 @@ class _TimmFace(_FaceCropExtractor):
         import torch
 
         x = torch.from_numpy(crops).to(self.torch_device).permute(0, 3, 1, 2).float() / 255.0
+        # crops are float32 in 0..255 (not rounded)
         x = ((x - self.mean) / self.std).to(self.dtype)
         with torch.inference_mode():
             out = self.net(x)
