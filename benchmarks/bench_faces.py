@@ -21,7 +21,7 @@ What it measures, in one process on one machine:
 2. **emofeat, detection on every frame** (``--set faces.detect_every=1``, ``engine.run``
    in-process into a fresh store): stored boxes / embeddings / probabilities against the
    loop's (max abs difference; target 1e-4).
-3. **emofeat defaults** (``detect_every=5``, boxes interpolated between detections):
+3. **emofeat defaults** (``detect_every=3``, boxes interpolated between detections):
    speed-up against the loop (wall and CPU; target >= 2x) and IoU of its boxes with the
    loop's per-frame detections (min, 5th percentile, mean; target >= 0.8).
 4. **Frames per second on CPU** (in-process, extractors built inside the timed run like a
@@ -647,7 +647,7 @@ def report(r: dict) -> str:
     for name, label in (
         ("loop", "loop (decode, MTCNN, crop, net; frame by frame)"),
         ("every1", "emofeat `detect_every=1`"),
-        ("default", "**emofeat defaults (`detect_every=5`)**"),
+        ("default", "**emofeat defaults (`detect_every=3`)**"),
     ):
         s = r["speed"][name]
         lines.append(
