@@ -377,6 +377,14 @@ class _AudioSink:
             yield self._take(self.pending_len)
 
 
+def _decode_packet(packet: av.Packet) -> list | None:
+    """Frames of one packet, or None when FFmpeg cannot decode it (counted, then skipped)."""
+    try:
+        return packet.decode()
+    except av.error.FFmpegError:
+        return None
+
+
 class Decoder:
     """Decode one input once, streaming chunks for every consumer.
 
@@ -522,12 +530,9 @@ class Decoder:
                             pts_list.append(packet.pts)
                     if not self.video:
                         continue
-                    try:
-                        decoded = packet.decode()
-                    except av.error.FFmpegError:
-                        bad_packets += 1
-                        continue
-                    for frame in decoded:
+                    decoded = _decode_packet(packet)
+                    bad_packets += decoded is None
+                    for frame in decoded or ():
                         if frame.pts is None:
                             continue
                         frames.append(frame.to_ndarray(format="rgb24"))
@@ -536,12 +541,9 @@ class Decoder:
                         if len(frames) >= self.video_batch:
                             yield emit_video()
                 else:
-                    try:
-                        decoded = packet.decode()
-                    except av.error.FFmpegError:
-                        bad_packets += 1
-                        continue
-                    for frame in decoded:
+                    decoded = _decode_packet(packet)
+                    bad_packets += decoded is None
+                    for frame in decoded or ():
                         if frame.time is not None and vstream is None:
                             self.decoded_seconds = frame.time - origin
                         for sink in sinks:
