@@ -700,6 +700,197 @@ def models_accept(cache, name: str) -> None:
     console.print(f"accepted {model.license} for {name}", highlight=False)
 
 
+@cli.group()
+def recipe() -> None:
+    """Training recipes: list them, show their config, run them."""
+
+
+@recipe.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def recipe_list(as_json: bool) -> None:
+    """Every installed recipe with its named configs."""
+    from emofeat.recipes import get_recipes
+
+    rows = [
+        {
+            "name": r.name,
+            "description": r.description,
+            "configs": sorted(r.configs),
+            "plugin": r.plugin,
+            "version": r.version,
+        }
+        for _, r in sorted(get_recipes().items())
+    ]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    t = Table(show_header=True, header_style="bold", title="recipes")
+    for col in ("name", "description", "configs", "plugin"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], r["description"], ", ".join(r["configs"]), r["plugin"])
+    out.print(t)
+
+
+def _recipe_config(name: str, config: str | None, sets: tuple[str, ...], overrides: dict):
+    from emofeat.recipes import RecipeError, get_recipe, resolve_config
+
+    try:
+        rec = get_recipe(name)
+        return rec, resolve_config(rec, config, sets, overrides)
+    except (RecipeError, ConfigError) as exc:
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+
+
+@recipe.command(name="show")
+@click.argument("name")
+@click.option("--config", "config", default=None, help="Named config or YAML file.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+def recipe_show(name: str, config: str | None, sets: tuple[str, ...]) -> None:
+    """Print the resolved configuration of recipe NAME (YAML)."""
+    import yaml
+
+    _, resolved = _recipe_config(name, config, sets, {})
+    click.echo(yaml.safe_dump(resolved, sort_keys=False), nl=False)
+
+
+@recipe.command(name="run")
+@click.argument("name")
+@click.option(
+    "--data", type=click.Path(file_okay=False), default=None, help="Aff-Wild2 (-shaped) root."
+)
+@click.option(
+    "--features",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Feature store (feats.h5) written by 'emofeat extract'.",
+)
+@click.option("--config", "config", default=None, help="Named config (e.g. sun2024) or YAML file.")
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (dotted)."
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False),
+    default="runs",
+    show_default=True,
+    help="Parent folder of the run directory.",
+)
+@click.option("--device", default=None, help="cpu, cuda, cuda:N (default: the config's).")
+@click.option("--seed", type=int, default=None, help="Random seed (default: the config's).")
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Continue an interrupted run in this run directory (its config.yaml is used).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def recipe_run(
+    name: str,
+    data: str | None,
+    features: str | None,
+    config: str | None,
+    sets: tuple[str, ...],
+    out: str,
+    device: str | None,
+    seed: int | None,
+    resume: str | None,
+    quiet: bool,
+) -> None:
+    """Train and evaluate recipe NAME; write a self-contained run directory."""
+    from emofeat.recipes import run_recipe
+
+    overrides: dict[str, Any] = {}
+    for key, value in (("data", data), ("features", features), ("device", device), ("seed", seed)):
+        if value is not None:
+            overrides[key] = value
+    run_dir = None
+    if resume is not None:
+        run_dir = Path(resume)
+        prior = run_dir / "config.yaml"
+        if not prior.is_file():
+            console.print(f"[red bold]error[/] {run_dir}: no config.yaml to resume from")
+            sys.exit(2)
+        config = str(prior)
+        overrides["resume"] = True
+    rec, resolved = _recipe_config(name, config, sets, overrides)
+    try:
+        run_dir, summary = run_recipe(
+            rec, resolved, Path(out), run_dir=run_dir, quiet=quiet, argv=sys.argv
+        )
+    except EmofeatError as exc:
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:
+        console.print(
+            f"[red bold]recipe {name} failed[/] {type(exc).__name__}: {escape(str(exc))} "
+            "(traceback in the run directory's run.log)",
+            highlight=False,
+        )
+        sys.exit(1)
+    console.print(f"[green]done[/] {run_dir}", highlight=False)
+    if summary:
+        out_console = _console(stderr=False)
+        out_console.print_json(json.dumps(summary, default=str))
+
+
+@cli.group()
+def datasets() -> None:
+    """Datasets: generate a synthetic Aff-Wild2-shaped set, describe a real one."""
+
+
+@datasets.command(name="synth")
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--videos", default=24, show_default=True, help="Number of raw videos.")
+@click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same set).")
+@click.option("--duration", default=12.0, show_default=True, help="Seconds per video.")
+@click.option(
+    "--split-modalities",
+    is_flag=True,
+    help="Plant the labels half in the face, half in the voice (fusion must combine them).",
+)
+def datasets_synth(
+    root: str, videos: int, seed: int, duration: float, split_modalities: bool
+) -> None:
+    """Write an Aff-Wild2-shaped set whose labels are planted in faces and voices."""
+    from emofeat.datasets.synth import generate
+
+    t0 = time.perf_counter()
+    try:
+        summary = generate(
+            root, videos=videos, seed=seed, duration=duration, split_modalities=split_modalities
+        )
+    except (EmofeatError, ValueError, OSError) as exc:
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    console.print(
+        f"wrote a synthetic Aff-Wild2-shaped set to {root} in {time.perf_counter() - t0:.1f} s",
+        highlight=False,
+    )
+    if summary:
+        console.print(summary, highlight=False)
+
+
+@datasets.command(name="info")
+@click.argument("root", type=click.Path(file_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def datasets_info(root: str, as_json: bool) -> None:
+    """Describe an Aff-Wild2 (-shaped) tree: tracks per task and split, videos, crops."""
+    from emofeat.datasets.affwild2 import AffWild2
+
+    try:
+        summary = AffWild2(root).summary()
+    except EmofeatError as exc:
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        out.print(summary)
+
+
 def main() -> None:
     """Entry point of the ``emofeat`` console script."""
     cli()

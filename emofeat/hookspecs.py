@@ -25,3 +25,8 @@ def register_commands(cli):  # type: ignore[no-untyped-def]
 @hookspec
 def register_models(register):  # type: ignore[no-untyped-def]
     """Register model weights: call ``register(emofeat.models.Model(...))`` once per model."""
+
+
+@hookspec
+def register_recipes(register):  # type: ignore[no-untyped-def]
+    """Register training recipes: call ``register(emofeat.recipes.Recipe(...))`` once each."""

@@ -1,0 +1,1 @@
+"""Dataset readers and generators (Aff-Wild2 layout, synthetic Aff-Wild2-shaped sets)."""

@@ -1,0 +1,624 @@
+"""The ABAW recipes: ``abaw_va`` (valence-arousal) and ``abaw_expr`` (8 expression classes).
+
+One run: read the Aff-Wild2 (-shaped) tree and the feature store, resample the features to
+the target rate, normalise, cut windows, train one temporal model per modality (and a
+feature-level fusion model when both modalities are there, and optionally the functionals +
+Kernel ELM family), fuse their frame-level predictions at decision level, smooth, score on
+the validation split, and write predictions, plots and the challenge submission files.
+See docs/recipes.md for the configuration keys and the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emofeat.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2
+from emofeat.metrics import expr_f1, va_score
+from emofeat.recipes import RecipeError, RecipeRun
+from emofeat.store import open_store
+from emofeat_recipes import fusion as fusion_mod
+from emofeat_recipes.data import (
+    EpochLoader,
+    TrackData,
+    WindowSet,
+    load_split,
+    normalise,
+    resolve_inputs,
+)
+from emofeat_recipes.kelm import search_c, window_functionals
+from emofeat_recipes.losses import FocalLoss, ccc_loss, inverse_frequency_weights
+from emofeat_recipes.models import _SPEC_KEYS, build_model
+from emofeat_recipes.postprocess import search_smoothing, smooth
+from emofeat_recipes.submission import write_submission
+from emofeat_recipes.train import TrainConfig, Trainer, set_seed
+from emofeat_recipes.windows import seconds_to_frames, spread_back, to_label_frames
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def _pool(preds: dict[str, np.ndarray], tracks: list[TrackData]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate per-track frame predictions and labels over all valid label frames."""
+    p, y = [], []
+    for td in tracks:
+        if td.labels is None or td.track.name not in preds:
+            continue
+        ok = td.labels.valid
+        p.append(preds[td.track.name][ok])
+        y.append(td.labels.values[ok])
+    if not p:
+        return np.zeros((0,)), np.zeros((0,))
+    return np.concatenate(p), np.concatenate(y)
+
+
+def score(task: str, preds: dict[str, np.ndarray], tracks: list[TrackData]) -> dict[str, Any]:
+    """The official metric pooled over every valid frame of ``tracks``.
+
+    VA predictions are ``(n, 2)`` values; EXPR predictions are ``(n, 8)`` class scores.
+    """
+    p, y = _pool(preds, tracks)
+    if task == "VA":
+        return va_score(p, y) if len(p) else {"valence": 0.0, "arousal": 0.0, "mean": 0.0}
+    if not len(p):
+        return {"f1": 0.0}
+    return expr_f1(np.argmax(p, axis=1), y)
+
+
+def main_score(task: str, s: dict[str, Any]) -> float:
+    return float(s["mean"] if task == "VA" else s["f1"])
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], streams: list[str]):
+    xs = {m: batch[f"x_{m}"] for m in streams}
+    valid = batch["frame_valid"]
+    feat_ok = torch.stack([batch[f"mask_{m}"] for m in streams]).any(dim=0)
+    # frames with no valid feature still get a prediction: they attend to their neighbours
+    mask = valid & feat_ok
+    mask = torch.where(mask.any(dim=1, keepdim=True), mask, valid)
+    return model(xs, mask)
+
+
+def _loss_fn(task: str, weights: np.ndarray | None):
+    if task == "VA":
+
+        def va_loss(out: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            ok = batch["y_valid"].reshape(-1)
+            return ccc_loss(out.reshape(-1, 2)[ok], batch["y"].reshape(-1, 2)[ok].float())
+
+        return va_loss
+    focal = FocalLoss(gamma=2.0, weight=weights)
+
+    def expr_loss(out: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ok = batch["y_valid"].reshape(-1)
+        return focal(out.reshape(-1, out.shape[-1])[ok], batch["y"].reshape(-1)[ok].long())
+
+    return expr_loss
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    tracks: list[TrackData],
+    streams: list[str],
+    length: int,
+    hop: int,
+    task: str,
+    device: str,
+    batch_size: int = 64,
+) -> dict[str, np.ndarray]:
+    """Frame-level predictions (every label frame) for each track.
+
+    Window predictions are spread back over their span and averaged where windows overlap
+    (EXPR: class probabilities), then interpolated from the sampled frames to every label
+    frame.
+    """
+    model.eval()
+    out: dict[str, np.ndarray] = {}
+    for td in tracks:
+        if len(td.index) == 0:
+            continue
+        ws = WindowSet([td], length, hop, task)
+        chunks = []
+        for a in range(0, len(ws), batch_size):
+            batch = ws.gather(np.arange(a, min(len(ws), a + batch_size)))
+            batch = {k: v.to(device) for k, v in batch.items()}
+            o = _forward(model, batch, streams).float()
+            if task == "EXPR":
+                o = torch.softmax(o, dim=-1)
+            chunks.append(o.cpu().numpy())
+        wp = np.concatenate(chunks)
+        local = np.stack([ws.starts, ws.starts + length], axis=1)
+        frame = spread_back(wp, local, len(td.index))
+        out[td.track.name] = to_label_frames(frame, td.index, td.n_frames)
+    return out
+
+
+def train_neural(
+    ctx: RecipeRun,
+    name: str,
+    spec: dict[str, Any],
+    streams: list[str],
+    train: list[TrackData],
+    dev: list[TrackData],
+    task: str,
+    length: int,
+    hop: int,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train one temporal (or feature-fusion) model; return it with its best weights."""
+    cfg = ctx.config
+    dims = {m: int(train[0].x[m].shape[1]) for m in streams}
+    out_dim = 2 if task == "VA" else len(EXPR_LABELS)
+    # the config holds the keys of every model type: keep those of the chosen type
+    kind = spec.get("type", "transformer")
+    allowed = _SPEC_KEYS.get(kind, {})
+    spec = {k: v for k, v in spec.items() if k == "type" or k in allowed}
+    model = build_model(spec, dims, out_dim, "tanh" if task == "VA" else "linear")
+    weights = None
+    if task == "EXPR":
+        y = np.concatenate([td.y[td.y_valid] for td in train])
+        weights = inverse_frequency_weights(y, len(EXPR_LABELS))
+    tc = TrainConfig(**{**cfg["train"], "device": cfg["device"], "seed": cfg["seed"]})
+    windows = WindowSet(train, length, hop, task)
+    loader = EpochLoader(windows, tc.batch_size, cfg["seed"])
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        preds = predict(m, dev, streams, length, hop, task, tc.device)
+        s = score(task, preds, dev)
+        return {"score": main_score(task, s), **{k: v for k, v in s.items() if k != "per_class"}}
+
+    run_dir = ctx.run_dir / "models" / name
+    trainer = Trainer(
+        model,
+        _loss_fn(task, weights),
+        tc,
+        run_dir,
+        evaluate,
+        forward=lambda m, b: _forward(m, b, streams),
+        quiet=ctx.quiet,
+        log=ctx.log,
+    )
+    result = trainer.fit(loader, resume=bool(cfg.get("resume")))
+    state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"] if "model" in state else state)
+    model.to(tc.device)
+    ctx.log.info("%s: best dev score %.4f", name, result.get("best_score", float("nan")))
+    return model, result
+
+
+def train_kelm(
+    ctx: RecipeRun,
+    modality: str,
+    train: list[TrackData],
+    dev: list[TrackData],
+    tracks: list[list[TrackData]],
+    task: str,
+    length: int,
+    hop: int,
+) -> list[dict[str, np.ndarray]]:
+    """The functionals family: window statistics -> Kernel ELM, C searched on dev windows."""
+    fc = ctx.config["functionals"]
+    stats = tuple(fc["stats"])
+
+    def windows_of(group: list[TrackData]):
+        ws = WindowSet(group, length, hop, task)
+        b = ws.gather(np.arange(len(ws)))
+        x = b[f"x_{modality}"].numpy()
+        valid = b[f"mask_{modality}"].numpy()
+        feats = window_functionals(x, valid, stats)
+        y = b["y"].numpy() if "y" in b else None
+        yv = b["y_valid"].numpy() if "y_valid" in b else None
+        return ws, feats, y, yv
+
+    def targets(y: np.ndarray, yv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = yv.any(axis=1)
+        if task == "VA":
+            w = yv[..., None].astype(np.float64)
+            t = (y * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1)
+        else:
+            t = np.array(
+                [
+                    np.bincount(yy[v], minlength=8).argmax() if v.any() else 0
+                    for yy, v in zip(y, yv, strict=True)
+                ]
+            )
+        return t, keep
+
+    _, xtr, ytr, yvtr = windows_of(train)
+    _, xdv, ydv, yvdv = windows_of(dev)
+    ttr, ktr = targets(ytr, yvtr)
+    tdv, kdv = targets(ydv, yvdv)
+    xtr, ttr = xtr[ktr], ttr[ktr]
+    limit = int(fc["max_train_windows"])
+    if len(xtr) > limit:  # the kernel matrix is N x N: subsample for memory
+        keep = np.random.default_rng(ctx.config["seed"]).choice(len(xtr), limit, replace=False)
+        xtr, ttr = xtr[np.sort(keep)], ttr[np.sort(keep)]
+    if task == "VA":
+
+        def metric(true: np.ndarray, pred: np.ndarray) -> float:
+            return va_score(pred, true)["mean"]
+    else:
+
+        def metric(true: np.ndarray, pred: np.ndarray) -> float:
+            p = pred if pred.ndim == 1 else np.argmax(pred, axis=1)
+            return expr_f1(p, true)["f1"]
+
+    model, scores = search_c(
+        xtr,
+        ttr,
+        xdv[kdv],
+        tdv[kdv],
+        metric,
+        Cs=tuple(float(c) for c in fc["C"]),
+        kernel=fc["kernel"],
+        task="regression" if task == "VA" else "classification",
+    )
+    ctx.log.info("kelm %s: C scores %s", modality, scores)
+    outs = []
+    for group in tracks:
+        preds: dict[str, np.ndarray] = {}
+        for td in group:
+            if len(td.index) == 0:
+                continue
+            ws, feats, _, _ = windows_of([td])
+            if task == "VA":
+                wp = np.clip(model.predict(feats), -1, 1)
+            else:
+                z = model.decision_function(feats)
+                z = np.exp(z - z.max(axis=1, keepdims=True))
+                wp = z / z.sum(axis=1, keepdims=True)
+            local = np.stack([ws.starts, ws.starts + length], axis=1)
+            frame = spread_back(wp, local, len(td.index))
+            preds[td.track.name] = to_label_frames(frame, td.index, td.n_frames)
+        outs.append(preds)
+    return outs
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _write_predictions(folder: Path, preds: dict[str, np.ndarray], task: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for track, p in preds.items():
+        if task == "VA":
+            header = ",".join(VA_LABELS)
+            rows = np.clip(p, -1, 1)
+            np.savetxt(folder / f"{track}.csv", rows, delimiter=",", header=header, comments="")
+        else:
+            header = ",".join(["class", *EXPR_LABELS])
+            rows = np.column_stack([np.argmax(p, axis=1), p])
+            fmt = ["%d"] + ["%.5f"] * p.shape[1]
+            np.savetxt(
+                folder / f"{track}.csv", rows, delimiter=",", header=header, comments="", fmt=fmt
+            )
+
+
+def _plots(
+    run_dir: Path,
+    task: str,
+    best: str,
+    preds: dict[str, np.ndarray],
+    dev: list[TrackData],
+    histories: dict[str, dict[str, Any]],
+) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = run_dir / "plots"
+    folder.mkdir(exist_ok=True)
+    written = []
+    if task == "VA":
+        for td in dev[:4]:
+            if td.track.name not in preds or td.labels is None:
+                continue
+            p = preds[td.track.name]
+            t = np.arange(len(p)) / td.fps
+            fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+            for k, (ax, lab) in enumerate(zip(axes, VA_LABELS, strict=True)):
+                y = np.where(td.labels.valid, td.labels.values[:, k], np.nan)
+                ax.plot(t, y, label="label", color="black", lw=1)
+                ax.plot(t, p[:, k], label=best, color="tab:red", lw=1)
+                ax.set_ylabel(lab)
+                ax.set_ylim(-1.05, 1.05)
+            axes[0].legend(loc="upper right")
+            axes[1].set_xlabel("time (s)")
+            fig.suptitle(f"{td.track.name}: {best}")
+            path = folder / f"traces_{td.track.name}.png"
+            fig.savefig(path, dpi=80)
+            plt.close(fig)
+            written.append(path.name)
+    else:
+        from emofeat.metrics import confusion
+
+        p, y = _pool(preds, dev)
+        cm = confusion(np.argmax(p, axis=1), y)
+        fig, ax = plt.subplots(figsize=(6, 5))
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(8), EXPR_LABELS, rotation=45, ha="right")
+        ax.set_yticks(range(8), EXPR_LABELS)
+        for i in range(8):
+            for j in range(8):
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("label")
+        ax.set_title(f"confusion (validation): {best}")
+        fig.tight_layout()
+        path = folder / "confusion.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path.name)
+    for name, hist in histories.items():
+        epochs = hist.get("history") or []
+        if not epochs:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([e.get("train_loss") for e in epochs], label="train loss")
+        ax2 = ax.twinx()
+        ax2.plot([(e.get("dev") or {}).get("score") for e in epochs], color="tab:green")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("train loss")
+        ax2.set_ylabel("dev score", color="tab:green")
+        ax.set_title(f"training: {name}")
+        fig.tight_layout()
+        path = folder / f"training_{name}.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _window_frames(cfg: dict[str, Any]) -> tuple[int, int]:
+    w = cfg["window"]
+    if w["unit"] == "seconds":
+        return seconds_to_frames(w["length"], cfg["fps"]), seconds_to_frames(w["hop"], cfg["fps"])
+    if w["unit"] != "frames":
+        raise RecipeError(f"window.unit must be 'frames' or 'seconds', got {w['unit']!r}")
+    return int(w["length"]), int(w["hop"])
+
+
+def run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
+    """Train, fuse, score and write everything for one ABAW track (``"VA"`` or ``"EXPR"``)."""
+    cfg = ctx.config
+    log = ctx.log
+    for key in ("data", "features"):
+        if not cfg.get(key):
+            raise RecipeError(f"--{key} is required (or set '{key}' in the config)")
+    set_seed(int(cfg["seed"]), deterministic=True)
+    t0 = time.perf_counter()
+    ds = AffWild2(cfg["data"])
+    store = open_store(cfg["features"])
+    refs = resolve_inputs(store, cfg["inputs"])
+    log.info(
+        "inputs: %s",
+        {m: [r.id for r in rs] for m, rs in refs.items()},
+    )
+    train_t = ds.tracks(task, "train")
+    dev_t = ds.tracks(task, "validation")
+    if not train_t or not dev_t:
+        raise RecipeError(
+            f"{cfg['data']}: {task} needs train and validation tracks "
+            f"(found {len(train_t)} and {len(dev_t)})"
+        )
+    test_t = ds.test_tracks(task)
+    fps = float(cfg["fps"])
+    train = load_split(ds, store, train_t, refs, fps, log)
+    dev = load_split(ds, store, dev_t, refs, fps, log)
+    test = load_split(ds, store, test_t, refs, fps, log) if test_t else []
+    missing = {
+        td.track.name: td.missing for group in (train, dev, test) for td in group if td.missing
+    }
+    normalise(train, [dev, test], cfg["normalise"])
+    length, hop = _window_frames(cfg)
+    log.info(
+        "%d train, %d validation, %d test tracks; windows %d/%d frames at %.1f fps (%.1f s)",
+        len(train),
+        len(dev),
+        len(test),
+        length,
+        hop,
+        fps,
+        time.perf_counter() - t0,
+    )
+
+    # ---- base models: one per modality, feature fusion, functionals + KELM
+    modalities = [m for m in ("video", "audio") if m in refs]
+    dev_preds: dict[str, dict[str, np.ndarray]] = {}
+    test_preds: dict[str, dict[str, np.ndarray]] = {}
+    histories: dict[str, dict[str, Any]] = {}
+    wanted = cfg["models"]
+    for m in modalities:
+        if not wanted.get(m, True):
+            continue
+        model, hist = train_neural(ctx, m, cfg["model"], [m], train, dev, task, length, hop)
+        histories[m] = hist
+        dev_preds[m] = predict(model, dev, [m], length, hop, task, cfg["device"])
+        if test:
+            test_preds[m] = predict(model, test, [m], length, hop, task, cfg["device"])
+    if wanted.get("fusion") and len(modalities) == 2:
+        spec = {**cfg["fusion_model"], "type": "fusion", "audio": "audio"}
+        model, hist = train_neural(
+            ctx, "fusion", spec, ["video", "audio"], train, dev, task, length, hop
+        )
+        histories["fusion"] = hist
+        dev_preds["fusion"] = predict(
+            model, dev, ["video", "audio"], length, hop, task, cfg["device"]
+        )
+        if test:
+            test_preds["fusion"] = predict(
+                model, test, ["video", "audio"], length, hop, task, cfg["device"]
+            )
+    if cfg["functionals"]["enabled"]:
+        for m in modalities:
+            d, t = train_kelm(ctx, m, train, dev, [dev, test], task, length, hop)
+            dev_preds[f"{m}_kelm"] = d
+            if test:
+                test_preds[f"{m}_kelm"] = t
+    if not dev_preds:
+        raise RecipeError("no model was trained: check the 'models' section and the inputs")
+
+    # ---- decision-level fusion over the base models (weights found on dev)
+    base = sorted(dev_preds)
+    dc = cfg["decision"]
+    if len(base) > 1 and dc["methods"]:
+        fused_dev, fused_test = decision_fusion(ctx, task, base, dev_preds, test_preds, dev, test)
+        dev_preds.update(fused_dev)
+        test_preds.update(fused_test)
+
+    # ---- smoothing searched on dev, metrics before and after
+    metrics: dict[str, Any] = {"task": task, "models": {}}
+    smooth_kind = cfg["smoothing"]["kind"]
+    for name, preds in dev_preds.items():
+        raw = score(task, preds, dev)
+        labels = {td.track.name: td.labels for td in dev if td.labels is not None}
+
+        def metric(p: dict[str, np.ndarray], _labels=labels) -> float:
+            return main_score(task, score(task, p, dev))
+
+        window, scores = search_smoothing(
+            preds, labels, metric, windows=tuple(cfg["smoothing"]["windows"]), kind=smooth_kind
+        )
+        sm = {k: smooth(v, window, smooth_kind) for k, v in preds.items()}
+        dev_preds[name] = sm
+        if name in test_preds:
+            test_preds[name] = {
+                k: smooth(v, window, smooth_kind) for k, v in test_preds[name].items()
+            }
+        metrics["models"][name] = {
+            "raw": raw,
+            "smoothed": score(task, sm, dev),
+            "smoothing_window": int(window),
+            "smoothing_scores": {str(k): float(v) for k, v in scores.items()},
+        }
+    best = max(metrics["models"], key=lambda n: main_score(task, metrics["models"][n]["smoothed"]))
+    metrics["best"] = best
+    metrics["best_score"] = main_score(task, metrics["models"][best]["smoothed"])
+    metrics["missing_features"] = missing
+    metrics["inputs"] = {m: [r.id for r in rs] for m, rs in refs.items()}
+    metrics["tracks"] = {"train": len(train), "validation": len(dev), "test": len(test)}
+    log.info("best on validation: %s = %.4f", best, metrics["best_score"])
+
+    # ---- outputs
+    for name, preds in dev_preds.items():
+        _write_predictions(ctx.run_dir / "predictions" / "validation" / name, preds, task)
+    for name, preds in test_preds.items():
+        _write_predictions(ctx.run_dir / "predictions" / "test" / name, preds, task)
+    metrics["plots"] = _plots(ctx.run_dir, task, best, dev_preds[best], dev, histories)
+    template = ds.template(task)
+    if test and template is not None and best in test_preds:
+        sub = ctx.run_dir / "submission"
+        sub.mkdir(exist_ok=True)
+        out = write_submission(
+            template,
+            test_preds[best],
+            sub / ("VA_predictions.txt" if task == "VA" else "EXPR_predictions.txt"),
+            task,
+        )
+        metrics["submission"] = str(out.relative_to(ctx.run_dir))
+        log.info("submission written: %s", out)
+    elif test_t:
+        log.warning("test tracks listed but no submission template found: no submission written")
+    (ctx.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    return {
+        "best": best,
+        "score": metrics["best_score"],
+        **{n: main_score(task, m["smoothed"]) for n, m in metrics["models"].items()},
+    }
+
+
+def decision_fusion(
+    ctx: RecipeRun,
+    task: str,
+    base: list[str],
+    dev_preds: dict[str, dict[str, np.ndarray]],
+    test_preds: dict[str, dict[str, np.ndarray]],
+    dev: list[TrackData],
+    test: list[TrackData],
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+    """Dirichlet-searched weights, random-forest stacking and (EXPR) entropy gating."""
+    dc = ctx.config["decision"]
+    seed = int(ctx.config["seed"])
+    dev_names = [td.track.name for td in dev if td.labels is not None]
+    dev_lens = [len(dev_preds[base[0]][n]) for n in dev_names]
+    stacked = [np.concatenate([dev_preds[b][n] for n in dev_names]) for b in base]
+    true = np.concatenate([td.labels.values for td in dev if td.labels is not None])
+    valid = np.concatenate([td.labels.valid for td in dev if td.labels is not None])
+
+    def metric(true_: np.ndarray, pred: np.ndarray) -> float:
+        if task == "VA":
+            return va_score(pred, true_)["mean"]
+        return expr_f1(np.argmax(pred, axis=1), true_)["f1"]
+
+    def split(arr: np.ndarray) -> dict[str, np.ndarray]:
+        out, a = {}, 0
+        for n, k in zip(dev_names, dev_lens, strict=True):
+            out[n] = arr[a : a + k]
+            a += k
+        return out
+
+    have_test = bool(test) and all(b in test_preds for b in base)
+    test_names = [td.track.name for td in test]
+    fused_dev: dict[str, dict[str, np.ndarray]] = {}
+    fused_test: dict[str, dict[str, np.ndarray]] = {}
+    if "dirichlet" in dc["methods"]:
+        weights, best = fusion_mod.dirichlet_search(
+            [s[valid] for s in stacked],
+            true[valid],
+            metric,
+            draws=int(dc["draws"]),
+            seed=seed,
+            per="dimension" if task == "VA" else "class",
+        )
+        ctx.log.info("decision fusion (Dirichlet) over %s: dev %.4f", base, best)
+        fused_dev["decision_weights"] = split(fusion_mod.apply_weights(stacked, weights))
+        if have_test:
+            fused_test["decision_weights"] = {
+                n: fusion_mod.apply_weights([test_preds[b][n] for b in base], weights)
+                for n in test_names
+            }
+        (ctx.run_dir / "fusion_weights.json").write_text(
+            json.dumps({"models": base, "weights": np.asarray(weights).tolist()}, indent=2)
+        )
+    if "rf" in dc["methods"]:
+        stacker = fusion_mod.rf_stacking(
+            [s[valid] for s in stacked],
+            true[valid],
+            task="va" if task == "VA" else "expr",
+            seed=seed,
+        )
+        fused_dev["decision_rf"] = split(stacker.predict(stacked))
+        if have_test:
+            fused_test["decision_rf"] = {
+                n: stacker.predict([test_preds[b][n] for b in base]) for n in test_names
+            }
+    if task == "EXPR" and dc.get("entropy_gate") and "audio" in base and len(base) > 1:
+        others = [b for b in base if b != "audio"]
+        other = np.mean([s for b_, s in zip(base, stacked, strict=True) if b_ != "audio"], axis=0)
+        audio = stacked[base.index("audio")]
+        threshold, gated_score = fusion_mod.search_entropy_gate(
+            audio[valid], other[valid], true[valid], metric
+        )
+        ctx.log.info("entropy gate: threshold %.3f, dev %.4f", threshold, gated_score)
+        fused_dev["decision_gated"] = split(fusion_mod.entropy_gate(audio, other, threshold))
+        if have_test:
+            fused_test["decision_gated"] = {
+                n: fusion_mod.entropy_gate(
+                    test_preds["audio"][n],
+                    np.mean([test_preds[b][n] for b in others], axis=0),
+                    threshold,
+                )
+                for n in test_names
+            }
+    return fused_dev, fused_test

@@ -1,0 +1,343 @@
+"""From a feature store and an Aff-Wild2 tree to per-track arrays and training windows.
+
+The join: a track's features are looked up in the store under the track's own name first
+(image folders such as ``cropped_aligned/<track>`` are stored under that name), then under
+its raw video's stem (videos are stored under their file stem; ``_left``/``_right`` tracks
+and the irregular pairs share one video). Row ``j`` of an item's frame-aligned view is video
+frame ``j`` (0-based), which is label line ``j + 1``; image folders are aligned the same way
+(image ``00001.jpg`` is row 0, missing images are masked rows).
+
+Everything is resampled to the target rate (paper: 5 fps) as soon as it is read, so memory
+holds only the frames a model sees.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from emofeat import get_extractors
+from emofeat.datasets.affwild2 import AffWild2, Labels, Track
+from emofeat.store import FeatureStore
+from emofeat_recipes.windows import fit_normaliser, make_windows, resample_indices
+
+# the stream a bare extractor name stands for, by preference
+DEFAULT_STREAMS = ("embedding", "features", "hidden_states", "lld")
+# stored extractors that are not emotion features (boxes, landmarks, speech flags)
+NOT_FEATURES = {"faces", "mouth", "vad", "mouth_open"}
+
+
+@dataclass(frozen=True)
+class StreamRef:
+    """One stored stream used as a model input."""
+
+    extractor: str
+    stream: str
+    modality: str  # "video" | "audio"
+
+    @property
+    def id(self) -> str:
+        return f"{self.extractor}.{self.stream}"
+
+
+def _pick_stream(store: FeatureStore, extractor: str) -> str | None:
+    for key in store.items():
+        if extractor in store.extractors(key):
+            names = store.streams(key, extractor)
+            for pref in DEFAULT_STREAMS:
+                if pref in names:
+                    return pref
+            return names[0] if names else None
+    return None
+
+
+def resolve_inputs(store: FeatureStore, inputs: dict[str, list[str]]) -> dict[str, list[StreamRef]]:
+    """Which stored streams feed which modality.
+
+    Args:
+        inputs: ``{"video": [...], "audio": [...]}``; each entry ``EXTRACTOR`` or
+            ``EXTRACTOR.STREAM``. An empty list means: every stored extractor of that
+            modality (video: face embeddings; audio: PDEM or openSMILE LLDs).
+
+    Raises:
+        RecipeError: a named extractor or stream is not in the store.
+    """
+    from emofeat.recipes import RecipeError
+
+    stored = sorted({ex for key in store.items() for ex in store.extractors(key)})
+    registered = get_extractors()
+    out: dict[str, list[StreamRef]] = {}
+    for modality in ("video", "audio"):
+        names = list(inputs.get(modality) or [])
+        if not names:
+            names = [
+                ex
+                for ex in stored
+                if ex not in NOT_FEATURES
+                and ex in registered
+                and registered[ex].cls.modality == modality
+            ]
+        refs = []
+        for name in names:
+            ex, _, stream = str(name).partition(".")
+            if ex not in stored:
+                raise RecipeError(
+                    f"inputs.{modality}: no {ex!r} items in {store.path} "
+                    f"(stored extractors: {', '.join(stored) or 'none'})"
+                )
+            stream = stream or _pick_stream(store, ex) or ""
+            refs.append(StreamRef(ex, stream, modality))
+        if refs:
+            out[modality] = refs
+    if not out:
+        raise RecipeError(
+            f"{store.path}: no usable feature streams (stored: {', '.join(stored) or 'none'}); "
+            "set inputs.video / inputs.audio"
+        )
+    return out
+
+
+@dataclass
+class TrackData:
+    """One track's inputs and labels at the target rate.
+
+    Attributes:
+        track: the Aff-Wild2 track.
+        n_frames: label frames of the track (predictions are needed for all of them).
+        index: 0-based label frames kept by resampling, shape ``(m,)``.
+        x: modality -> features ``(m, D)`` (invalid rows hold 0).
+        mask: modality -> ``(m,)`` True where the features are valid.
+        y: labels at ``index``: VA ``(m, 2)`` float, EXPR ``(m,)`` int (``None`` for test).
+        y_valid: ``(m,)`` label validity.
+        labels: the full-rate labels (``None`` for test tracks).
+        missing: stream ids with no stored item for this track.
+    """
+
+    track: Track
+    n_frames: int
+    fps: float
+    index: np.ndarray
+    x: dict[str, np.ndarray]
+    mask: dict[str, np.ndarray]
+    y: np.ndarray | None = None
+    y_valid: np.ndarray | None = None
+    labels: Labels | None = None
+    missing: list[str] = field(default_factory=list)
+
+
+def _item_key(store: FeatureStore, track: Track, extractor: str, keys: set[str]) -> str | None:
+    candidates = [track.name, track.video_name]
+    if track.video is not None:
+        candidates.append(track.video.stem)
+    for key in candidates:
+        if key in keys and extractor in store.extractors(key):
+            return key
+    return None
+
+
+def load_track(
+    ds: AffWild2,
+    store: FeatureStore,
+    track: Track,
+    refs: dict[str, list[StreamRef]],
+    target_fps: float,
+    n_frames: int | None = None,
+    keys: set[str] | None = None,
+) -> TrackData:
+    """Read one track's streams and labels, resampled to ``target_fps``."""
+    keys = keys if keys is not None else set(store.items())
+    labels = None
+    if track.annotation is not None:
+        labels = ds.labels(track)
+        n = len(labels.values)
+    else:
+        n = int(n_frames or ds.frame_count(track) or 0)
+    fps = float(ds.fps(track) or 30.0)
+    idx = resample_indices(n, fps, target_fps)
+    x: dict[str, np.ndarray] = {}
+    mask: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+    for modality, rs in refs.items():
+        parts = []
+        valid = np.ones(len(idx), dtype=bool)
+        for ref in rs:
+            key = _item_key(store, track, ref.extractor, keys)
+            if key is None:
+                missing.append(ref.id)
+                parts.append(None)
+                valid[:] = False
+                continue
+            sd = store.read(key, ref.extractor, ref.stream, aligned=True)
+            data = np.asarray(sd.data, dtype=np.float32)
+            m = np.asarray(sd.mask, dtype=bool)
+            # label length and video length may differ by a frame or two: frames past the
+            # item's end are invalid (the post-processing fills their predictions)
+            inside = idx < len(data)
+            take = np.where(inside, idx, 0)
+            d = data[take] if len(data) else np.zeros((len(idx), data.shape[1]), np.float32)
+            ok = inside & (m[take] if len(m) else False) & np.isfinite(d).all(axis=1)
+            d = np.where(ok[:, None], d, 0.0).astype(np.float32)
+            parts.append(d)
+            valid &= ok
+        dims = [p.shape[1] for p in parts if p is not None]
+        if len(dims) < len(parts):
+            # a stream is missing for this track: its columns are zeros and the rows invalid
+            widths = [_stream_width(store, r) for r in rs]
+            parts = [
+                p if p is not None else np.zeros((len(idx), w), np.float32)
+                for p, w in zip(parts, widths, strict=True)
+            ]
+        x[modality] = np.concatenate(parts, axis=1) if parts else np.zeros((len(idx), 0))
+        mask[modality] = valid
+    td = TrackData(track, n, fps, idx, x, mask, labels=labels, missing=missing)
+    if labels is not None:
+        td.y = labels.values[idx]
+        td.y_valid = labels.valid[idx]
+    return td
+
+
+_WIDTHS: dict[tuple[str, str, str], int] = {}
+
+
+def _stream_width(store: FeatureStore, ref: StreamRef) -> int:
+    k = (str(store.path), ref.extractor, ref.stream)
+    if k not in _WIDTHS:
+        for key in store.items():
+            if ref.extractor in store.extractors(key):
+                _WIDTHS[k] = len(store.read(key, ref.extractor, ref.stream).labels)
+                break
+        else:
+            _WIDTHS[k] = 0
+    return _WIDTHS[k]
+
+
+def load_split(
+    ds: AffWild2,
+    store: FeatureStore,
+    tracks: list[Track],
+    refs: dict[str, list[StreamRef]],
+    target_fps: float,
+    log: logging.Logger | None = None,
+    n_frames: dict[str, int] | None = None,
+) -> list[TrackData]:
+    """:func:`load_track` for every track; tracks lacking a stream are reported in ``log``."""
+    keys = set(store.items())
+    out = []
+    for t in tracks:
+        td = load_track(ds, store, t, refs, target_fps, (n_frames or {}).get(t.name), keys)
+        if td.missing and log is not None:
+            log.warning("track %s: no stored features for %s", t.name, ", ".join(td.missing))
+        out.append(td)
+    return out
+
+
+def normalise(train: list[TrackData], others: list[list[TrackData]], kind: str) -> dict[str, Any]:
+    """Fit the normaliser on the train tracks and apply it in place to every track."""
+    fitted: dict[str, Any] = {}
+    modalities = {m for td in train for m in td.x}
+    for modality in sorted(modalities):
+        norm = fit_normaliser(
+            [td.x[modality] for td in train], [td.mask[modality] for td in train], kind=kind
+        )
+        fitted[modality] = norm
+        for group in [train, *others]:
+            for td in group:
+                if modality in td.x:
+                    td.x[modality] = np.where(
+                        td.mask[modality][:, None], norm.apply(td.x[modality], td.mask[modality]), 0
+                    ).astype(np.float32)
+    return fitted
+
+
+class WindowSet:
+    """Training windows over many tracks without copying the frames into windows.
+
+    All tracks' frames are concatenated once per modality; a batch gathers its windows with
+    one fancy index, so an epoch costs one gather per batch (see benchmarks/bench_recipes.py).
+
+    Args:
+        tracks: the tracks (their ``x``, ``mask``, ``y``, ``y_valid``).
+        length: window length in frames (at the target rate).
+        hop: hop in frames.
+        task: ``"VA"`` or ``"EXPR"``.
+    """
+
+    def __init__(self, tracks: list[TrackData], length: int, hop: int, task: str) -> None:
+        self.length = length
+        self.task = task
+        self.modalities = sorted({m for td in tracks for m in td.x})
+        offsets = np.cumsum([0] + [len(td.index) for td in tracks])
+        self.x = {m: np.concatenate([td.x[m] for td in tracks]) for m in self.modalities}
+        self.mask = {m: np.concatenate([td.mask[m] for td in tracks]) for m in self.modalities}
+        has_y = all(td.y is not None for td in tracks)
+        if has_y:
+            self.y = np.concatenate([td.y for td in tracks])
+            self.y_valid = np.concatenate([td.y_valid for td in tracks])
+        else:
+            self.y = None
+            self.y_valid = None
+        starts, lengths, owner = [], [], []
+        for k, td in enumerate(tracks):
+            m = len(td.index)
+            for a, b in make_windows(m, length, hop):
+                starts.append(offsets[k] + a)
+                lengths.append(min(b, m) - a)
+                owner.append(k)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.owner = np.asarray(owner, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def gather(self, which: np.ndarray) -> dict[str, torch.Tensor]:
+        """Windows ``which`` as a batch: ``x_<modality>`` (B, L, D), ``mask`` (B, L), ``y``..."""
+        steps = np.arange(self.length)
+        inside = steps[None, :] < self.lengths[which][:, None]
+        idx = self.starts[which][:, None] + np.minimum(
+            steps[None, :], self.lengths[which][:, None] - 1
+        )
+        batch: dict[str, torch.Tensor] = {"frame_valid": torch.from_numpy(inside)}
+        for m in self.modalities:
+            batch[f"x_{m}"] = torch.from_numpy(self.x[m][idx])
+            batch[f"mask_{m}"] = torch.from_numpy(self.mask[m][idx] & inside)
+        if self.y is not None:
+            batch["y"] = torch.from_numpy(self.y[idx])
+            batch["y_valid"] = torch.from_numpy(self.y_valid[idx] & inside)
+        return batch
+
+    def batches(
+        self, batch_size: int, shuffle: bool, generator: np.random.Generator | None = None
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches over every window once (shuffled with ``generator`` if asked)."""
+        order = np.arange(len(self))
+        if shuffle:
+            (generator or np.random.default_rng(0)).shuffle(order)
+        for a in range(0, len(order), batch_size):
+            yield self.gather(order[a : a + batch_size])
+
+
+class EpochLoader:
+    """An iterable over shuffled batches whose order depends only on the seed and epoch.
+
+    Resuming training at epoch k therefore sees the same batches as an uninterrupted run.
+    """
+
+    def __init__(self, windows: WindowSet, batch_size: int, seed: int) -> None:
+        self.windows = windows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        yield from self.windows.batches(self.batch_size, True, rng)
+
+    def __len__(self) -> int:
+        return (len(self.windows) + self.batch_size - 1) // self.batch_size
