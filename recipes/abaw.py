@@ -11,6 +11,7 @@ See docs/recipes.md for the configuration keys and the run directory.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from emofeat.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2
-from emofeat.metrics import expr_f1, va_score
+from emofeat.metrics import ccc, expr_f1, va_score
 from emofeat.recipes import RecipeError, RecipeRun
 from emofeat.store import open_store
 from emofeat_recipes import fusion as fusion_mod
@@ -71,6 +72,21 @@ def score(task: str, preds: dict[str, np.ndarray], tracks: list[TrackData]) -> d
 
 def main_score(task: str, s: dict[str, Any]) -> float:
     return float(s["mean"] if task == "VA" else s["f1"])
+
+
+def _pooled_metric(task: str):
+    """``metric(labels, predictions)`` on pooled frames; invalid label markers are skipped."""
+    if task == "VA":
+
+        def va(y: np.ndarray, p: np.ndarray) -> float:
+            return va_score(p, y, mask=(y > -2).all(axis=1))["mean"]
+
+        return va
+
+    def expr(y: np.ndarray, p: np.ndarray) -> float:
+        return expr_f1(np.argmax(p, axis=1), y, mask=y >= 0)["f1"]
+
+    return expr
 
 
 # ----------------------------------------------------------------------------- models
@@ -165,7 +181,9 @@ def train_neural(
     if task == "EXPR":
         y = np.concatenate([td.y[td.y_valid] for td in train])
         weights = inverse_frequency_weights(y, len(EXPR_LABELS))
-    tc = TrainConfig(**{**cfg["train"], "device": cfg["device"], "seed": cfg["seed"]})
+    tc = TrainConfig.from_dict(
+        {**cfg["train"], "device": cfg["device"], "seed": cfg["seed"], "quiet": ctx.quiet}
+    )
     windows = WindowSet(train, length, hop, task)
     loader = EpochLoader(windows, tc.batch_size, cfg["seed"])
 
@@ -182,13 +200,10 @@ def train_neural(
         run_dir,
         evaluate,
         forward=lambda m, b: _forward(m, b, streams),
-        quiet=ctx.quiet,
-        log=ctx.log,
+        meta={"streams": streams, "dims": dims, "task": task, "spec": spec},
     )
     result = trainer.fit(loader, resume=bool(cfg.get("resume")))
-    state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"] if "model" in state else state)
-    model.to(tc.device)
+    # fit() leaves the best epoch's weights in the model (TrainConfig.restore_best)
     ctx.log.info("%s: best dev score %.4f", name, result.get("best_score", float("nan")))
     return model, result
 
@@ -391,6 +406,20 @@ def _window_frames(cfg: dict[str, Any]) -> tuple[int, int]:
 
 def run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     """Train, fuse, score and write everything for one ABAW track (``"VA"`` or ``"EXPR"``)."""
+    # the training loop logs through this package's loggers: send them to run.log too
+    pkg = logging.getLogger("emofeat_recipes")
+    pkg.setLevel(logging.INFO)
+    added = [h for h in ctx.log.handlers if isinstance(h, logging.FileHandler)]
+    for h in added:
+        pkg.addHandler(h)
+    try:
+        return _run_abaw(ctx, task)
+    finally:
+        for h in added:
+            pkg.removeHandler(h)
+
+
+def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     cfg = ctx.config
     log = ctx.log
     for key in ("data", "features"):
@@ -416,7 +445,11 @@ def run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     fps = float(cfg["fps"])
     train = load_split(ds, store, train_t, refs, fps, log)
     dev = load_split(ds, store, dev_t, refs, fps, log)
-    test = load_split(ds, store, test_t, refs, fps, log) if test_t else []
+    # test tracks have no labels: their length is the number of template rows
+    n_test: dict[str, int] = {}
+    for name, frame in ds.test_rows(task) if test_t else []:
+        n_test[name] = max(n_test.get(name, 0), int(frame))
+    test = load_split(ds, store, test_t, refs, fps, log, n_frames=n_test) if test_t else []
     missing = {
         td.track.name: td.missing for group in (train, dev, test) for td in group if td.missing
     }
@@ -482,13 +515,13 @@ def run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     smooth_kind = cfg["smoothing"]["kind"]
     for name, preds in dev_preds.items():
         raw = score(task, preds, dev)
-        labels = {td.track.name: td.labels for td in dev if td.labels is not None}
-
-        def metric(p: dict[str, np.ndarray], _labels=labels) -> float:
-            return main_score(task, score(task, p, dev))
-
+        labels = {td.track.name: td.labels.values for td in dev if td.labels is not None}
         window, scores = search_smoothing(
-            preds, labels, metric, windows=tuple(cfg["smoothing"]["windows"]), kind=smooth_kind
+            {k: v for k, v in preds.items() if k in labels},
+            labels,
+            _pooled_metric(task),
+            windows=tuple(cfg["smoothing"]["windows"]),
+            kind=smooth_kind,
         )
         sm = {k: smooth(v, window, smooth_kind) for k, v in preds.items()}
         dev_preds[name] = sm
@@ -516,7 +549,7 @@ def run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     for name, preds in test_preds.items():
         _write_predictions(ctx.run_dir / "predictions" / "test" / name, preds, task)
     metrics["plots"] = _plots(ctx.run_dir, task, best, dev_preds[best], dev, histories)
-    template = ds.template(task)
+    template = ds.template(task) or (ds.test_rows(task) if test else None)
     if test and template is not None and best in test_preds:
         sub = ctx.run_dir / "submission"
         sub.mkdir(exist_ok=True)
@@ -557,8 +590,9 @@ def decision_fusion(
     valid = np.concatenate([td.labels.valid for td in dev if td.labels is not None])
 
     def metric(true_: np.ndarray, pred: np.ndarray) -> float:
+        # VA weights are searched per dimension: the metric sees one column at a time
         if task == "VA":
-            return va_score(pred, true_)["mean"]
+            return ccc(pred, true_)
         return expr_f1(np.argmax(pred, axis=1), true_)["f1"]
 
     def split(arr: np.ndarray) -> dict[str, np.ndarray]:
@@ -598,19 +632,21 @@ def decision_fusion(
             task="va" if task == "VA" else "expr",
             seed=seed,
         )
-        fused_dev["decision_rf"] = split(stacker.predict(stacked))
+        rf_out = stacker.predict if task == "VA" else stacker.predict_proba
+        ctx.log.info("decision fusion (random forest): %s", stacker.config)
+        fused_dev["decision_rf"] = split(rf_out(stacked))
         if have_test:
             fused_test["decision_rf"] = {
-                n: stacker.predict([test_preds[b][n] for b in base]) for n in test_names
+                n: rf_out([test_preds[b][n] for b in base]) for n in test_names
             }
     if task == "EXPR" and dc.get("entropy_gate") and "audio" in base and len(base) > 1:
         others = [b for b in base if b != "audio"]
         other = np.mean([s for b_, s in zip(base, stacked, strict=True) if b_ != "audio"], axis=0)
         audio = stacked[base.index("audio")]
-        threshold, gated_score = fusion_mod.search_entropy_gate(
+        threshold, gate_scores = fusion_mod.search_entropy_threshold(
             audio[valid], other[valid], true[valid], metric
         )
-        ctx.log.info("entropy gate: threshold %.3f, dev %.4f", threshold, gated_score)
+        ctx.log.info("entropy gate: threshold %.3f (dev scores %s)", threshold, gate_scores)
         fused_dev["decision_gated"] = split(fusion_mod.entropy_gate(audio, other, threshold))
         if have_test:
             fused_test["decision_gated"] = {

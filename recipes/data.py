@@ -157,7 +157,7 @@ def load_track(
         n = len(labels.values)
     else:
         n = int(n_frames or ds.frame_count(track) or 0)
-    fps = float(ds.fps(track) or 30.0)
+    fps = float(ds.fps(track, default=30.0))
     idx = resample_indices(n, fps, target_fps)
     x: dict[str, np.ndarray] = {}
     mask: dict[str, np.ndarray] = {}
@@ -323,21 +323,21 @@ class WindowSet:
 
 
 class EpochLoader:
-    """An iterable over shuffled batches whose order depends only on the seed and epoch.
+    """Shuffled batches of a :class:`WindowSet`, drawn with a seeded ``torch.Generator``.
 
-    Resuming training at epoch k therefore sees the same batches as an uninterrupted run.
+    The Trainer saves and restores ``generator`` in its checkpoints, so a resumed run sees
+    the same batches as an uninterrupted one.
     """
 
     def __init__(self, windows: WindowSet, batch_size: int, seed: int) -> None:
         self.windows = windows
         self.batch_size = batch_size
-        self.seed = seed
-        self.epoch = 0
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
-        yield from self.windows.batches(self.batch_size, True, rng)
+        order = torch.randperm(len(self.windows), generator=self.generator).numpy()
+        for a in range(0, len(order), self.batch_size):
+            yield self.windows.gather(order[a : a + self.batch_size])
 
     def __len__(self) -> int:
         return (len(self.windows) + self.batch_size - 1) // self.batch_size
