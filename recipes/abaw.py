@@ -34,7 +34,7 @@ from emofeat_recipes.data import (
 )
 from emofeat_recipes.kelm import search_c, window_functionals
 from emofeat_recipes.losses import FocalLoss, ccc_loss, inverse_frequency_weights
-from emofeat_recipes.models import _SPEC_KEYS, build_model
+from emofeat_recipes.models import MODEL_KEYS, build_model
 from emofeat_recipes.postprocess import search_smoothing, smooth
 from emofeat_recipes.submission import write_submission
 from emofeat_recipes.train import TrainConfig, Trainer, set_seed
@@ -174,7 +174,7 @@ def train_neural(
     out_dim = 2 if task == "VA" else len(EXPR_LABELS)
     # the config holds the keys of every model type: keep those of the chosen type
     kind = spec.get("type", "transformer")
-    allowed = _SPEC_KEYS.get(kind, {})
+    allowed = MODEL_KEYS.get(kind, {})
     spec = {k: v for k, v in spec.items() if k == "type" or k in allowed}
     model = build_model(spec, dims, out_dim, "tanh" if task == "VA" else "linear")
     weights = None
