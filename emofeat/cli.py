@@ -638,7 +638,7 @@ def models_list(cache, as_json: bool) -> None:
             r["name"],
             r["version"],
             "\n".join(f["name"] for f in r["files"]),
-            f"{r['size'] / 1e6:.1f} MB",
+            f"{r['size'] / 1e6:.1f} MB" if r["size"] else "not published",
             lic,
             "yes" if r["cached"] else "no",
             "\n".join(r["sources"]),

