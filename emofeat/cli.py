@@ -849,28 +849,59 @@ def datasets() -> None:
 @click.option(
     "--split-modalities",
     is_flag=True,
-    help="Plant the labels half in the face, half in the voice (fusion must combine them).",
+    help="Plant the labels partly in the face, partly in the voice (fusion must combine them).",
 )
+@click.option(
+    "--workers", default=0, show_default=True, help="Processes rendering videos (0 = one per CPU)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def datasets_synth(
-    root: str, videos: int, seed: int, duration: float, split_modalities: bool
+    root: str,
+    videos: int,
+    seed: int,
+    duration: float,
+    split_modalities: bool,
+    workers: int,
+    quiet: bool,
 ) -> None:
-    """Write an Aff-Wild2-shaped set whose labels are planted in faces and voices."""
+    """Write an Aff-Wild2-shaped set with labels planted in faces and voices (docs/synth.md)."""
     from emofeat.datasets.synth import generate
 
     t0 = time.perf_counter()
-    try:
-        summary = generate(
-            root, videos=videos, seed=seed, duration=duration, split_modalities=split_modalities
-        )
-    except (EmofeatError, ValueError, OSError) as exc:
-        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
-        sys.exit(1)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("rendering videos", total=videos)
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"rendered {name}")
+
+        try:
+            summary = generate(
+                root,
+                videos=videos,
+                seed=seed,
+                duration=duration,
+                split_modalities=split_modalities,
+                progress=progress,
+                workers=workers,
+            )
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        except (EmofeatError, OSError) as exc:
+            console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
+            sys.exit(1)
     console.print(
-        f"wrote a synthetic Aff-Wild2-shaped set to {root} in {time.perf_counter() - t0:.1f} s",
+        f"wrote a synthetic Aff-Wild2-shaped set to {root} in "
+        f"{time.perf_counter() - t0:.1f} s: {summary.get('tracks')} tracks, "
+        f"{summary.get('frames')} frames ({summary.get('mode')})",
         highlight=False,
     )
-    if summary:
-        console.print(summary, highlight=False)
 
 
 @datasets.command(name="info")

@@ -580,14 +580,27 @@ def decision_fusion(
     dev: list[TrackData],
     test: list[TrackData],
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
-    """Dirichlet-searched weights, random-forest stacking and (EXPR) entropy gating."""
+    """Dirichlet-searched weights, random-forest stacking and (EXPR) entropy gating.
+
+    Each method is fitted on the validation set (the paper's way) and applied to the test
+    tracks. Its validation predictions, however, come from cross-validation over validation
+    *tracks* (``decision.folds`` folds: fitted on the other tracks, predicted on the held-out
+    ones), so that a stacker cannot score itself on the frames it was fitted to: a random
+    forest would otherwise memorise the validation labels.
+    """
     dc = ctx.config["decision"]
     seed = int(ctx.config["seed"])
-    dev_names = [td.track.name for td in dev if td.labels is not None]
-    dev_lens = [len(dev_preds[base[0]][n]) for n in dev_names]
-    stacked = [np.concatenate([dev_preds[b][n] for n in dev_names]) for b in base]
-    true = np.concatenate([td.labels.values for td in dev if td.labels is not None])
-    valid = np.concatenate([td.labels.valid for td in dev if td.labels is not None])
+    dev_l = [td for td in dev if td.labels is not None]
+    names = [td.track.name for td in dev_l]
+    lens = [len(dev_preds[base[0]][n]) for n in names]
+    owner = np.repeat(np.arange(len(names)), lens)
+    stacked = [np.concatenate([dev_preds[b][n] for n in names]) for b in base]
+    true = np.concatenate([td.labels.values for td in dev_l])
+    valid = np.concatenate([td.labels.valid for td in dev_l])
+    folds = max(2, min(int(dc["folds"]), len(names)))
+    fold_of = np.random.default_rng(seed).permutation(len(names)) % folds
+    test_names = [td.track.name for td in test]
+    have_test = bool(test) and all(b in test_preds for b in base)
 
     def metric(true_: np.ndarray, pred: np.ndarray) -> float:
         # VA weights are searched per dimension: the metric sees one column at a time
@@ -596,65 +609,63 @@ def decision_fusion(
         return expr_f1(np.argmax(pred, axis=1), true_)["f1"]
 
     def split(arr: np.ndarray) -> dict[str, np.ndarray]:
-        out, a = {}, 0
-        for n, k in zip(dev_names, dev_lens, strict=True):
-            out[n] = arr[a : a + k]
-            a += k
-        return out
+        return {n: arr[owner == k] for k, n in enumerate(names)}
 
-    have_test = bool(test) and all(b in test_preds for b in base)
-    test_names = [td.track.name for td in test]
-    fused_dev: dict[str, dict[str, np.ndarray]] = {}
-    fused_test: dict[str, dict[str, np.ndarray]] = {}
-    if "dirichlet" in dc["methods"]:
-        weights, best = fusion_mod.dirichlet_search(
-            [s[valid] for s in stacked],
-            true[valid],
+    def dirichlet(rows: np.ndarray):
+        weights, _ = fusion_mod.dirichlet_search(
+            [p[rows] for p in stacked],
+            true[rows],
             metric,
             draws=int(dc["draws"]),
             seed=seed,
             per="dimension" if task == "VA" else "class",
         )
-        ctx.log.info("decision fusion (Dirichlet) over %s: dev %.4f", base, best)
-        fused_dev["decision_weights"] = split(fusion_mod.apply_weights(stacked, weights))
-        if have_test:
-            fused_test["decision_weights"] = {
-                n: fusion_mod.apply_weights([test_preds[b][n] for b in base], weights)
-                for n in test_names
-            }
-        (ctx.run_dir / "fusion_weights.json").write_text(
-            json.dumps({"models": base, "weights": np.asarray(weights).tolist()}, indent=2)
-        )
-    if "rf" in dc["methods"]:
+        return lambda preds: fusion_mod.apply_weights(preds, weights), weights
+
+    def forest(rows: np.ndarray):
         stacker = fusion_mod.rf_stacking(
-            [s[valid] for s in stacked],
-            true[valid],
-            task="va" if task == "VA" else "expr",
-            seed=seed,
+            [p[rows] for p in stacked], true[rows], task="va" if task == "VA" else "expr", seed=seed
         )
-        rf_out = stacker.predict if task == "VA" else stacker.predict_proba
-        ctx.log.info("decision fusion (random forest): %s", stacker.config)
-        fused_dev["decision_rf"] = split(rf_out(stacked))
+        out = stacker.predict if task == "VA" else stacker.predict_proba
+        return out, stacker.config
+
+    def gate(rows: np.ndarray):
+        a = base.index("audio")
+        others = [k for k in range(len(base)) if k != a]
+
+        def parts(preds: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            return preds[a], np.mean([preds[k] for k in others], axis=0)
+
+        audio, other = parts([p[rows] for p in stacked])
+        threshold, _ = fusion_mod.search_entropy_threshold(audio, other, true[rows], metric)
+        return lambda preds: fusion_mod.entropy_gate(*parts(preds), threshold), threshold
+
+    methods = {}
+    if "dirichlet" in dc["methods"]:
+        methods["decision_weights"] = dirichlet
+    if "rf" in dc["methods"]:
+        methods["decision_rf"] = forest
+    if task == "EXPR" and dc.get("entropy_gate") and "audio" in base:
+        methods["decision_gated"] = gate
+
+    fused_dev: dict[str, dict[str, np.ndarray]] = {}
+    fused_test: dict[str, dict[str, np.ndarray]] = {}
+    chosen: dict[str, Any] = {"models": base, "folds": folds}
+    for name, fit in methods.items():
+        cv = np.zeros_like(stacked[0], dtype=np.float64)
+        if cv.ndim == 1:
+            cv = cv[:, None]
+        for k in range(folds):
+            held = fold_of[owner] == k
+            apply, _ = fit(valid & ~held)
+            cv[held] = np.asarray(apply([p[held] for p in stacked])).reshape(int(held.sum()), -1)
+        fused_dev[name] = split(cv)
+        apply, params = fit(valid)
+        chosen[name] = np.asarray(params).tolist() if not isinstance(params, dict) else params
         if have_test:
-            fused_test["decision_rf"] = {
-                n: rf_out([test_preds[b][n] for b in base]) for n in test_names
+            fused_test[name] = {
+                n: np.asarray(apply([test_preds[b][n] for b in base])) for n in test_names
             }
-    if task == "EXPR" and dc.get("entropy_gate") and "audio" in base and len(base) > 1:
-        others = [b for b in base if b != "audio"]
-        other = np.mean([s for b_, s in zip(base, stacked, strict=True) if b_ != "audio"], axis=0)
-        audio = stacked[base.index("audio")]
-        threshold, gate_scores = fusion_mod.search_entropy_threshold(
-            audio[valid], other[valid], true[valid], metric
-        )
-        ctx.log.info("entropy gate: threshold %.3f (dev scores %s)", threshold, gate_scores)
-        fused_dev["decision_gated"] = split(fusion_mod.entropy_gate(audio, other, threshold))
-        if have_test:
-            fused_test["decision_gated"] = {
-                n: fusion_mod.entropy_gate(
-                    test_preds["audio"][n],
-                    np.mean([test_preds[b][n] for b in others], axis=0),
-                    threshold,
-                )
-                for n in test_names
-            }
+        ctx.log.info("decision fusion %s over %s (validation by %d-fold CV)", name, base, folds)
+    (ctx.run_dir / "fusion.json").write_text(json.dumps(chosen, indent=2, default=str))
     return fused_dev, fused_test
