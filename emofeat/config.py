@@ -15,13 +15,16 @@ type of its default.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from emofeat.errors import ConfigError
-from emofeat.extractor import Setting
+from emofeat.errors import ConfigError, UnknownExtractorError
+from emofeat.extractor import MASK_SETTINGS, Setting
+
+_MASK = re.compile(r"^([a-z][a-z0-9_]*)(?:\.([A-Za-z0-9_.+\-]+))?$")
 
 
 def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -115,4 +118,53 @@ def resolve(name: str, settings: dict[str, Setting], given: dict[str, Any]) -> d
     }
     for key, value in given.items():
         out[key] = coerce(name, key, value, settings[key])
+    if settings.get("mask") is MASK_SETTINGS["mask"]:
+        check_mask(name, out)
     return out
+
+
+def split_mask(value: str) -> tuple[str, str]:
+    """``"vad"`` -> ``("vad", "")``; ``"mouth_open.open"`` -> ``("mouth_open", "open")``.
+
+    An empty stream means the source extractor's first one-dimensional stream.
+    """
+    m = _MASK.match(value)
+    if m is None:
+        raise ValueError(value)
+    return m.group(1), m.group(2) or ""
+
+
+def check_mask(name: str, config: dict[str, Any]) -> None:
+    """Validate the common ``mask``/``mask_min`` settings of extractor ``name`` (in place).
+
+    The mask source must be an installed extractor other than ``name`` itself; an alias
+    is replaced by the extractor's name (items are stored under it).
+
+    Raises:
+        ConfigError: naming the setting and what is wrong.
+    """
+    mask = config.get("mask", "")
+    mask_min = config.get("mask_min", 0.5)
+    if not 0.0 < mask_min <= 1.0:
+        raise ConfigError(
+            f"setting {name}.mask_min: {mask_min} is not a fraction in (0, 1] "
+            "(the share of a row's span that must be active in the mask)"
+        )
+    if not mask:
+        return
+    try:
+        source, stream = split_mask(mask)
+    except ValueError:
+        raise ConfigError(
+            f"setting {name}.mask: {mask!r} is not EXTRACTOR or EXTRACTOR.STREAM "
+            "(e.g. vad, vad.speech, mouth_open)"
+        ) from None
+    from emofeat.plugins import get_extractor  # the registry loads plugins: only when used
+
+    try:
+        entry = get_extractor(source)
+    except UnknownExtractorError as exc:
+        raise ConfigError(f"setting {name}.mask={mask}: {exc}") from None
+    if entry.cls.name == name:
+        raise ConfigError(f"setting {name}.mask={mask}: an extractor cannot mask itself")
+    config["mask"] = f"{entry.cls.name}.{stream}" if stream else entry.cls.name

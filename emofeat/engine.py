@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from emofeat._version import __version__
+from emofeat.config import split_mask
 from emofeat.errors import ConfigError, EmofeatError, MediaError, SkipExtractor
 from emofeat.extractor import AUDIO, FEATURES, VIDEO, Extractor, ExtractorEntry
 from emofeat.media import AudioChunk, Decoder, MediaInfo, VideoChunk, is_image_folder, probe
@@ -29,6 +30,8 @@ from emofeat.store import (
     ItemWriter,
     StoredInput,
     config_hash,
+    mask_item,
+    mask_streams,
     safe_name,
     same_source,
     source_identity,
@@ -240,7 +243,22 @@ def is_unchanged(store: FeatureStore, key: str, job: Job, ident: dict[str, Any])
             for ex in (attrs.get("source_items") or {})
         }
         return current == attrs.get("source_items")
+    if job.config.get("mask"):
+        # a masked item is redone when its mask source was redone or removed since
+        mask = attrs.get("mask") or {}
+        source = (store.item_attrs(key, mask.get("extractor", "")) or {}).get("item_id")
+        return bool(source) and source == mask.get("item_id")
     return True
+
+
+def _depends_on(store: FeatureStore, key: str, job: Job) -> set[str]:
+    """Extractors whose stored items ``job``'s stored item of ``key`` was made from."""
+    out = set()
+    if job.config.get("mask"):
+        out.add(split_mask(job.config["mask"])[0])
+    if job.cls.modality == FEATURES:
+        out |= set((store.item_attrs(key, job.name) or {}).get("source_items") or {})
+    return out
 
 
 _EXTRACTORS: dict[tuple[str, str, str], Extractor] = {}
@@ -469,15 +487,101 @@ def process_input(
             ItemOutcome(path, key, job.name, "done", "", spent[job.name], media_seconds, len(grid))
         )
 
+    # masks (the common ``mask`` setting) are applied to staged items once their source
+    # exists: a media item of this run or a stored item now, a features item after it ran
+    committed_input: list[StoredInput] = []
+
+    def committed() -> StoredInput:
+        if not committed_input:
+            committed_input.append(
+                FeatureStore(store_path, mode="r").stored_input(key)
+                if store.path.exists()
+                else StoredInput(key, {})
+            )
+        return committed_input[0]
+
+    def fail_item(name: str, message: str) -> None:
+        path_ = staged.pop(name, None)
+        if path_ is not None:
+            path_.unlink(missing_ok=True)
+        result.items[:] = [it for it in result.items if it[1] != name]
+        for o in result.outcomes:
+            if o.extractor == name and o.status == "done":
+                o.status, o.message = "failed", message
+
+    def apply_mask(job: Job, target: Path, source: Path, origin: str) -> None:
+        setting = f"{job.name}.mask={job.config['mask']}"
+        extractor, stream = split_mask(job.config["mask"])
+        try:
+            streams = mask_streams(source)
+            dims = dict(streams)
+            if not stream:
+                stream = next((n for n, d in streams if d == 1), "")
+                if not stream:
+                    raise EmofeatError(
+                        f"{setting}: the {extractor!r} item has no one-dimensional stream to "
+                        f"mask with (streams: {', '.join(n for n, _ in streams) or 'none'})"
+                    )
+            elif stream not in dims:
+                raise EmofeatError(
+                    f"{setting}: the {extractor!r} item has no stream {stream!r} "
+                    f"(streams: {', '.join(n for n, _ in streams) or 'none'})"
+                )
+            elif dims[stream] != 1:
+                raise EmofeatError(
+                    f"{setting}: stream {extractor}.{stream} has {dims[stream]} dimensions; "
+                    "a mask needs one (0/1 values)"
+                )
+            record = {
+                "extractor": extractor,
+                "stream": stream,
+                "item_id": StoredInput(key, {extractor: source})
+                .provenance(extractor)
+                .get("item_id", ""),
+                "mask_min": float(job.config.get("mask_min", 0.5)),
+                "source": origin,
+            }
+            mask_item(target, source, stream, record["mask_min"], record)
+        except EmofeatError as exc:
+            fail_item(job.name, str(exc))
+        except Exception as exc:
+            fail_item(job.name, f"{setting}: masking failed ({type(exc).__name__}: {exc})")
+
+    def not_made(job: Job, extractor: str) -> str:
+        why = next((o for o in result.outcomes if o.extractor == extractor), None)
+        reason = f" ({why.status}: {why.message})" if why is not None and why.message else ""
+        return (
+            f"{job.name}.mask={job.config['mask']}: the {extractor!r} item for {path} was not "
+            f"made in this run{reason}"
+        )
+
+    run_names = {j.name for j in jobs}
+    feature_names = {j.name for j in feature_jobs}
+    pending_masks: dict[str, list[Job]] = {}  # features source -> media jobs it masks
+    for job, _, _ in active:
+        if job.name not in staged or not job.config.get("mask"):
+            continue
+        extractor = split_mask(job.config["mask"])[0]
+        if extractor in staged:
+            apply_mask(job, staged[job.name], staged[extractor], "this run")
+        elif extractor in feature_names:
+            pending_masks.setdefault(extractor, []).append(job)
+        elif extractor in run_names:
+            fail_item(job.name, not_made(job, extractor))
+        elif extractor in committed().files:
+            apply_mask(job, staged[job.name], committed().files[extractor], "store")
+        else:
+            fail_item(
+                job.name,
+                f"{job.name}.mask={job.config['mask']}: no {extractor!r} item for {path}; "
+                f"add --plugin {extractor} or extract {extractor} first",
+            )
+
     # features extractors read what is stored for this input, including what was just made
     if feature_jobs:
-        committed = (
-            FeatureStore(store_path, mode="r").stored_input(key)
-            if store.path.exists()
-            else StoredInput(key, {})
-        )
-        source = StoredInput(key, {**committed.files, **staged})
-        for job in feature_jobs:
+        source = StoredInput(key, {**committed().files, **staged})
+        # mask sources first: the items they mask are complete before others read them
+        for job in sorted(feature_jobs, key=lambda j: j.name not in pending_masks):
             ts = time.perf_counter()
             writer = None
             try:
@@ -498,6 +602,8 @@ def process_input(
                 if writer is not None:
                     writer.abort()
                 result.outcomes.append(ItemOutcome(path, key, job.name, "skipped", str(exc)))
+                for masked in pending_masks.pop(job.name, []):
+                    fail_item(masked.name, not_made(masked, job.name))
                 continue
             except Exception as exc:
                 if writer is not None:
@@ -512,6 +618,8 @@ def process_input(
                         time.perf_counter() - ts,
                     )
                 )
+                for masked in pending_masks.pop(job.name, []):
+                    fail_item(masked.name, not_made(masked, job.name))
                 continue
             result.items.append((key, job.name, str(writer.path)))
             result.outcomes.append(
@@ -526,6 +634,9 @@ def process_input(
                     len(grid),
                 )
             )
+            for masked in pending_masks.pop(job.name, []):
+                if masked.name in staged:
+                    apply_mask(masked, staged[masked.name], writer.path, "this run")
 
     statuses = {o.status for o in result.outcomes}
     if "failed" in statuses:
@@ -645,6 +756,18 @@ def run(
                         )
                     else:
                         todo.append(job)
+                # an item made from one that is redone now (mask source, features source)
+                # is redone too, after it: the stored source's id still looks unchanged
+                moved = True
+                while moved and todo and unchanged:
+                    moved = False
+                    redo = {j.name for j in todo}
+                    for job in [j for j in jobs if j not in todo]:
+                        if _depends_on(store, key, job) & redo:
+                            todo.append(job)
+                            unchanged = [o for o in unchanged if o.extractor != job.name]
+                            moved = True
+                todo = [j for j in jobs if j in todo]  # keep the run's order
         if not todo:
             res = InputResult(
                 str(path), key, "unchanged", "all items complete and unchanged", outcomes=unchanged

@@ -106,6 +106,25 @@ class Setting:
     choices: tuple[Any, ...] | None = None
 
 
+MASK_SETTINGS: dict[str, Setting] = {
+    "mask": Setting(
+        "",
+        "mask rows by another extractor's 0/1 stream: EXTRACTOR or EXTRACTOR.STREAM "
+        "(e.g. vad, mouth_open); empty: no mask",
+    ),
+    "mask_min": Setting(
+        0.5, "fraction (0-1] of a native row's span that must be active in the mask to stay valid"
+    ),
+}
+"""Settings every ``audio`` and ``video`` extractor accepts (``--set NAME.mask=vad``).
+
+They are merged into each such extractor's :attr:`Extractor.settings` when the class is
+defined, so ``--set``, config files, ``emofeat plugins`` and stored configs treat them like
+the extractor's own. The engine applies the mask (see :mod:`emofeat.engine`); extractors
+never see it. A subclass that declares a setting of the same name keeps its own.
+"""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Provenance of the model an extractor runs (stored in the item's attributes)."""
@@ -126,7 +145,9 @@ class Extractor:
         license: licence of the method and of any model it loads (shown by
             ``emofeat plugins`` and stored with every output).
         description: one line.
-        settings: ``{key: Setting}`` accepted through ``--set NAME.KEY=VALUE``.
+        settings: ``{key: Setting}`` accepted through ``--set NAME.KEY=VALUE``. For
+            ``audio`` and ``video`` extractors the core adds ``mask`` and ``mask_min``
+            (:data:`MASK_SETTINGS`) when the class is defined.
         sampling_rate: audio extractors: the rate in Hz they want their audio at.
         commercial_use: ``False`` when the model's licence forbids commercial use.
         requires: names of extractors (same modality) whose rows for each chunk this one
@@ -144,6 +165,14 @@ class Extractor:
     sampling_rate: ClassVar[int] = 16000
     commercial_use: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = {k: v for k, v in cls.settings.items() if MASK_SETTINGS.get(k) is not v}
+        if cls.modality in (AUDIO, VIDEO):
+            cls.settings = {**own, **{k: v for k, v in MASK_SETTINGS.items() if k not in own}}
+        elif len(own) != len(cls.settings):  # a features subclass of a media base class
+            cls.settings = own
 
     def __init__(self, config: dict[str, Any] | None = None, device: str = "cpu") -> None:
         self.config: dict[str, Any] = {k: s.default for k, s in self.settings.items()}

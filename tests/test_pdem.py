@@ -598,3 +598,36 @@ def test_cli_torch_frames(tiny_torch, speech, tmp_path):
     layer = store.read("talk", "pdem", "layer2")
     assert layer.data.shape == ((5 * SR - 400) // 320 + 1, 32) and layer.mask.all()
     assert store.read("talk", "pdem", "layer2", aligned=True).data.shape[0] == 125  # 25 fps
+
+
+def test_pdem_masked_by_vad_on_a_video_with_a_silent_stretch(tiny, speech, tmp_path):
+    """``--plugin vad --plugin pdem --set pdem.mask=vad``: windows and frames in silence are
+    masked, windows on speech stay valid (the issue's third command)."""
+    sig = np.concatenate(
+        [speech[: 4 * SR], np.zeros(6 * SR, np.float32), speech[4 * SR : 8 * SR]]
+    ).astype(np.float32)
+    talk = write_talk(tmp_path / "talk.mkv", sig)
+    out = tmp_path / "feats.h5"
+    res = run_cli(
+        "extract", "-q", "--plugin", "vad", "--plugin", "pdem",
+        "--set", f"pdem.model={tiny}", "--set", "pdem.hop=1.0", "--set", "pdem.mask=vad",
+        str(talk), "-o", str(out),
+        env={"EMOFEAT_CACHE_DIR": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    store = emofeat.open_store(out)
+    logits = store.read("talk", "pdem", "logits")
+    starts = logits.times[:, 0]
+    valid = dict(zip(starts.round(1), logits.mask, strict=True))
+    assert valid[0.0] and valid[10.0]  # [0, 4) and [10, 14): speech
+    assert not valid[5.0] and not valid[6.0]  # [5, 9) and [6, 10): silence
+    speech_flag = store.read("talk", "vad", "speech", aligned=True)
+    aligned = store.read("talk", "pdem", "logits", aligned=True)
+    centres = aligned.times.mean(axis=1)
+    silent = (centres > 5.5) & (centres < 9.5)
+    assert not aligned.mask[silent].any()
+    # a frame is kept only where the vad stream says speech
+    assert not (aligned.mask & (speech_flag.data[:, 0] < 0.5)).any()
+    assert aligned.mask[centres < 3.5].mean() > 0.9
+    attrs = store.item_attrs("talk", "pdem")
+    assert attrs["mask"]["extractor"] == "vad" and attrs["mask"]["stream"] == "speech"
