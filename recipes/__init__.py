@@ -46,7 +46,42 @@ ABAW_EXPR = Recipe(
 )
 
 
+def _run_face_finetune(ctx: RecipeRun) -> dict:
+    from emofeat_recipes.face_finetune import run_face_finetune
+
+    return run_face_finetune(ctx)
+
+
+def _run_audio_finetune(ctx: RecipeRun) -> dict:
+    from emofeat_recipes.audio_finetune import run_audio_finetune
+
+    return run_audio_finetune(ctx)
+
+
+FACE_FINETUNE = Recipe(
+    name="face_finetune",
+    description="stage 1: fine-tune a timm face backbone (256-d embedding + EXPR/VA heads) "
+    "on Aff-Wild2 crops; writes a face_cnn/vit checkpoint",
+    run=_run_face_finetune,
+    defaults=CONFIGS / "face_finetune.yaml",
+    configs={
+        "paper_va": {"backbone": "efficientnet_b1", "task": "va"},
+        "paper_expr": {"backbone": "vit_base_patch16_224", "task": "expr"},
+        "offline": {"backbone": "efficientnet_lite0", "weights": "lite0-imagenet"},
+    },
+    version=VERSION,
+)
+AUDIO_FINETUNE = Recipe(
+    name="audio_finetune",
+    description="stage 1: fine-tune PDEM's top encoder blocks + the paper's V1/V2/V3 head "
+    "on the videos' audio (VA/EXPR); writes a pdem torch checkpoint",
+    run=_run_audio_finetune,
+    defaults=CONFIGS / "audio_finetune.yaml",
+    version=VERSION,
+)
+
+
 @emofeat.hookimpl
 def register_recipes(register):
-    register(ABAW_VA)
-    register(ABAW_EXPR)
+    for recipe in (ABAW_VA, ABAW_EXPR, FACE_FINETUNE, AUDIO_FINETUNE):
+        register(recipe)

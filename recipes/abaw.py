@@ -33,7 +33,7 @@ from emofeat_recipes.data import (
     resolve_inputs,
 )
 from emofeat_recipes.kelm import search_c, window_functionals
-from emofeat_recipes.losses import FocalLoss, ccc_loss, inverse_frequency_weights
+from emofeat_recipes.losses import build_loss
 from emofeat_recipes.models import MODEL_KEYS, build_model
 from emofeat_recipes.postprocess import search_smoothing, smooth
 from emofeat_recipes.submission import write_submission
@@ -102,21 +102,32 @@ def _forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], streams: li
     return model(xs, mask)
 
 
-def _loss_fn(task: str, weights: np.ndarray | None):
-    if task == "VA":
+def _loss_fn(task: str, cfg: dict[str, Any], train: list[TrackData]):
+    """The configured loss (``loss`` section), pooled over the valid label frames of a batch."""
+    name = cfg["name"]
+    kw: dict[str, Any] = {}
+    if task == "EXPR":
+        if name not in ("focal", "ce"):
+            raise RecipeError(f"loss.name={name!r}: EXPR needs 'focal' or 'ce'")
+        if cfg["weight"] not in ("none", None):
+            kw["weight"] = cfg["weight"]
+            kw["labels"] = np.concatenate([td.y[td.y_valid] for td in train])
+        if name == "focal":
+            kw["gamma"] = float(cfg["gamma"])
+        else:
+            kw["label_smoothing"] = float(cfg["label_smoothing"])
+    elif name not in ("ccc", "rmse", "mse"):
+        raise RecipeError(f"loss.name={name!r}: VA needs 'ccc', 'rmse' or 'mse'")
+    loss = build_loss(name, **kw)
+    dims = 2 if task == "VA" else len(EXPR_LABELS)
 
-        def va_loss(out: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            ok = batch["y_valid"].reshape(-1)
-            return ccc_loss(out.reshape(-1, 2)[ok], batch["y"].reshape(-1, 2)[ok].float())
-
-        return va_loss
-    focal = FocalLoss(gamma=2.0, weight=weights)
-
-    def expr_loss(out: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def fn(out: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ok = batch["y_valid"].reshape(-1)
-        return focal(out.reshape(-1, out.shape[-1])[ok], batch["y"].reshape(-1)[ok].long())
+        if task == "VA":
+            return loss(out.reshape(-1, dims), batch["y"].reshape(-1, 2).float(), ok)
+        return loss(out.reshape(-1, dims).float(), batch["y"].reshape(-1).long(), ok)
 
-    return expr_loss
+    return fn
 
 
 @torch.no_grad()
@@ -177,10 +188,6 @@ def train_neural(
     allowed = MODEL_KEYS.get(kind, {})
     spec = {k: v for k, v in spec.items() if k == "type" or k in allowed}
     model = build_model(spec, dims, out_dim, "tanh" if task == "VA" else "linear")
-    weights = None
-    if task == "EXPR":
-        y = np.concatenate([td.y[td.y_valid] for td in train])
-        weights = inverse_frequency_weights(y, len(EXPR_LABELS))
     tc = TrainConfig.from_dict(
         {**cfg["train"], "device": cfg["device"], "seed": cfg["seed"], "quiet": ctx.quiet}
     )
@@ -195,7 +202,7 @@ def train_neural(
     run_dir = ctx.run_dir / "models" / name
     trainer = Trainer(
         model,
-        _loss_fn(task, weights),
+        _loss_fn(task, cfg["loss"], train),
         tc,
         run_dir,
         evaluate,

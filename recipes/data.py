@@ -130,12 +130,18 @@ class TrackData:
     missing: list[str] = field(default_factory=list)
 
 
-def _item_key(store: FeatureStore, track: Track, extractor: str, keys: set[str]) -> str | None:
+def _item_key(store: FeatureStore, track: Track, ref: StreamRef, keys: set[str]) -> str | None:
+    """The store key holding ``ref`` for ``track``: its own name first, then its video's."""
     candidates = [track.name, track.video_name]
     if track.video is not None:
         candidates.append(track.video.stem)
     for key in candidates:
-        if key in keys and extractor in store.extractors(key):
+        # a crop folder and a video can share a key; the stream decides which item is meant
+        if (
+            key in keys
+            and ref.extractor in store.extractors(key)
+            and ref.stream in store.streams(key, ref.extractor)
+        ):
             return key
     return None
 
@@ -166,7 +172,7 @@ def load_track(
         parts = []
         valid = np.ones(len(idx), dtype=bool)
         for ref in rs:
-            key = _item_key(store, track, ref.extractor, keys)
+            key = _item_key(store, track, ref, keys)
             if key is None:
                 missing.append(ref.id)
                 parts.append(None)

@@ -18,7 +18,7 @@ What is planted (frame ``k`` of a track lies at ``t = (k - 1) / fps`` seconds):
   curvature and cheek colour, and the expression class as a distinct configuration of brows,
   eyes and mouth;
 * the **voice** (the video's audio track) is a harmonic, syllable-modulated signal whose
-  pitch (+-5 semitones) and loudness (+-9 dB) follow arousal.
+  pitch (+-8 semitones) and loudness (+-12 dB) follow arousal.
 
 With ``split_modalities=True`` neither modality alone carries a whole label: valence is the
 mean of a face curve (mouth, skin) and a voice curve (spectral tilt), arousal is 0.35 x a face
@@ -69,16 +69,16 @@ PLANTED = {
     "joint": {
         "valence": "curves.valence",
         "arousal": "curves.arousal",
-        "face": "mouth curvature = 0.9 * valence (+ class shape); cheeks blend towards rose "
+        "face": "mouth curvature = 1.2 * valence + 0.3 * class shape; cheeks blend towards rose "
         "(valence > 0) or grey-blue (valence < 0) by 0.8 * |valence|; expression class = one of 8 "
         "face configurations (brows, eyes, mouth)",
-        "voice": "f0 = base_f0 * 2^(5 * arousal / 12) (+- 5 semitones); gain = 10^(9 * arousal "
-        "/ 20) (+- 9 dB); vowel /a/; class shifts f0 by (class - 3.5) * 0.15 semitones",
+        "voice": "f0 = base_f0 * 2^(8 * arousal / 12) (+- 8 semitones); gain = 10^(12 * arousal "
+        "/ 20) (+- 12 dB); vowel /a/; class shifts f0 by (class - 3.5) * 0.15 semitones",
     },
     "split": {
         "valence": "(curves.valence_face + curves.valence_voice) / 2",
         "arousal": "0.35 * curves.arousal_face + 0.65 * curves.arousal_voice",
-        "face": "mouth curvature and cheeks follow valence_face; eye opening (+-35 %) and "
+        "face": "mouth curvature and cheeks follow valence_face; eye opening (+-50 %) and "
         "brow height follow arousal_face; one of 4 configurations (Neutral, Anger, Happiness, "
         "Surprise) = class % 4",
         "voice": "f0 and gain follow arousal_voice as in joint mode; spectral tilt follows "
@@ -281,7 +281,7 @@ def draw_face(
     for side in (-1, 1):
         d.ellipse(box(side * 24 - 9, 8, side * 24 + 9, 22), fill=cheek)
     # eyes: whites, iris, pupil; opening scales the height
-    eye_open = sh["eye"] * (1 + 0.35 * arousal)
+    eye_open = sh["eye"] * (1 + 0.5 * arousal)
     eh = max(1.0, 5.5 * eye_open)
     for side in (-1, 1):
         ex, ey = side * 16, -8
@@ -292,7 +292,7 @@ def draw_face(
         r2 = min(2.0, eh * 0.5)
         d.ellipse(box(ex + look_x - r2, ey - r2, ex + look_x + r2, ey + r2), fill=(10, 10, 10))
         # brows: inner end at x = 6, outer at x = 26; tilt lowers the inner end
-        by = ey - 11 - 7 * sh["brow"] - 4 * arousal
+        by = ey - 11 - 7 * sh["brow"] - 6 * arousal
         inner, outer = by + 4 * sh["tilt"], by - 2 * sh["tilt"]
         d.line([p(side * 6, inner), p(side * 27, outer)], fill=hair, width=int(4 * sc))
     # nose, and disgust's wrinkles
@@ -303,7 +303,9 @@ def draw_face(
     # mouth: corners at +-mw*14, curvature lifts the corners (smile) or lowers them (frown)
     my = 30
     mw = 17 * sh["mw"]
-    curv = sh["curv"] + 0.9 * valence
+    # valence dominates the mouth; the class shape only nudges it (classes are also told
+    # apart by eyes, brows and mouth opening), so valence stays readable from the face
+    curv = 0.3 * sh["curv"] + 1.2 * valence
     lip = (170, 60, 60)
     if sh["round"]:
         mx = 6 if shape == 7 else 0
@@ -364,10 +366,10 @@ def voice(track: Track, duration: float, split: bool, seed: int) -> np.ndarray:
     tc = np.arange(int(duration * 100) + 2) / 100.0
     st = track.state(tc, split)
     t = np.arange(n) / sr
-    semis = 5 * st["voice_arousal"] + st["pitch_shift"]
+    semis = 8 * st["voice_arousal"] + st["pitch_shift"]
     f0 = np.interp(t, tc, track.voice["f0"] * 2 ** (semis / 12))
     f0 *= 1 + 0.01 * np.sin(2 * np.pi * 5.5 * t)  # a little vibrato
-    gain_db = np.interp(t, tc, 9 * st["voice_arousal"])
+    gain_db = np.interp(t, tc, 12 * st["voice_arousal"])
     tilt = np.interp(t, tc, 1.1 - 0.6 * st["voice_valence"])
     vowel = np.interp(t, tc, st["vowel"].astype(float))  # 0 = /a/, 1 = /i/ (ramps at changes)
     f1 = VOWELS[0][0] + (VOWELS[1][0] - VOWELS[0][0]) * vowel
@@ -620,7 +622,7 @@ def _make_video(job: tuple[Path, dict[str, Any], int, int, bool]) -> tuple[dict,
             curves={k: _curve_params(vrng) for k in names},
             segments=p["segments"][j],
             look=_look(vrng),
-            voice={"f0": float(round(vrng.choice([110.0, 135.0, 190.0, 220.0]), 1))},
+            voice={"f0": float(round(vrng.choice([120.0, 130.0, 140.0, 150.0]), 1))},
         )
         if vrng.random() < 0.7 or vi == 0:
             tr.missing_crops = _stretches(vrng, n_frames, int(vrng.integers(1, 3)), 2, 8)
