@@ -5,14 +5,18 @@ thousand frames, a 256-d video stream and a 1024-d audio stream, resampled to 5 
 recipes do. One training epoch (AdamW steps of the paper's models) is timed twice in the
 same process:
 
-* ``pipeline``: batches gathered by :class:`emofeat_recipes.data.WindowSet` from the
-  per-track arrays, in shuffled order (what ``emofeat recipe run`` does);
+* ``pipeline``: batches drawn by the recipes' :class:`emofeat_recipes.data.EpochLoader`
+  (seeded shuffle, :class:`~emofeat_recipes.data.WindowSet` gathering windows from the
+  per-track arrays), which is what ``emofeat recipe run`` does every epoch;
 * ``in memory``: exactly the same batches, materialised beforehand, so the epoch is model
   compute only.
 
-The ratio in-memory / pipeline is the share of the epoch spent in the model (target >= 0.9).
+Contenders alternate, ``--repeat`` epochs each; the ratio of the minima in-memory / pipeline
+is the share of the epoch spent in the model (target >= 0.9). A third figure times the
+loader alone over one epoch.
 
     python benchmarks/bench_recipes.py [--frames 1100000] [--threads 2] [--model fusion]
+                                       [--repeat 3]
 
 Results go to benchmarks/out/recipes.json and docs/benchmarks.md quotes them.
 """
@@ -29,7 +33,7 @@ import numpy as np
 import torch
 
 from emofeat.datasets.affwild2 import Track
-from emofeat_recipes.data import TrackData, WindowSet
+from emofeat_recipes.data import EpochLoader, TrackData, WindowSet
 from emofeat_recipes.losses import ccc_loss
 from emofeat_recipes.models import build_model
 from emofeat_recipes.windows import resample_indices
@@ -80,6 +84,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", choices=("transformer", "fusion"), default="fusion")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeat", type=int, default=3, help="epochs per contender (min taken)")
     ap.add_argument("--out", default="benchmarks/out/recipes.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -99,24 +104,20 @@ def main() -> None:
     model = build_model(spec, {"video": 256, "audio": 1024}, 2, "tanh")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
 
-    rng = np.random.default_rng(1)
-    order = np.arange(len(ws))
-    rng.shuffle(order)
-    chunks = [order[a : a + args.batch] for a in range(0, len(order), args.batch)]
-
     def pipeline():
-        for c in chunks:
-            yield ws.gather(c)
+        # the recipes' own loader: a fresh one per epoch with the same seed gives the same
+        # batches as the materialised list below
+        return iter(EpochLoader(ws, args.batch, seed=1))
 
     t0 = time.perf_counter()
-    in_memory = [ws.gather(c) for c in chunks]
+    in_memory = list(pipeline())
     t_materialise = time.perf_counter() - t0
 
     # warm-up (allocator, kernels), then alternate to spread machine noise over both
     epoch(model, opt, in_memory[:5], streams)
     times = {"pipeline": [], "in_memory": []}
     cpu = {"pipeline": [], "in_memory": []}
-    for _ in range(2):
+    for _ in range(args.repeat):
         for name in ("pipeline", "in_memory"):
             c0 = time.process_time()
             w = epoch(model, opt, pipeline() if name == "pipeline" else in_memory, streams)
@@ -132,7 +133,8 @@ def main() -> None:
         "tracks": len(tracks),
         "frames_5fps": int(sum(len(t.index) for t in tracks)),
         "windows": len(ws),
-        "steps_per_epoch": len(chunks),
+        "steps_per_epoch": len(in_memory),
+        "repeats": args.repeat,
         "model": args.model,
         "make_features_s": round(t_make, 2),
         "window_index_s": round(t_index, 3),

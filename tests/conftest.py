@@ -92,3 +92,41 @@ def pyfeat_media(tmp_path_factory) -> Path:
             if member.startswith("feat/tests/data/") and not member.endswith("/"):
                 (out / Path(member).name).write_bytes(whl.read(member))
     return out
+
+
+def build_synth_features(
+    root: Path, videos: int, duration: float, split: bool
+) -> tuple[Path, Path]:
+    """A synthetic Aff-Wild2 set and its features, through the real CLI: (data root, store).
+
+    Face expression net on the crop folders, eGeMAPS LLDs on the videos' audio and 1 s
+    sliding-window functionals over them (mean, std; 0.2 s hop).
+    """
+    data = root / "syn"
+    args = ["datasets", "synth", str(data), "--videos", str(videos), "--duration", str(duration)]
+    res = run_cli(*args, *(["--split-modalities"] if split else []), "-q")
+    assert res.returncode == 0, res.stderr
+    store = root / "feats.h5"
+    env = {"EMOFEAT_CACHE_DIR": str(root / "models")}
+    crops = sorted(str(p) for p in (data / "cropped_aligned").iterdir())
+    steps = [
+        ["-p", "face_expr", *crops],
+        ["-p", "egemaps", "--set", "egemaps.functionals=false", str(data / "videos")],
+        [
+            "-p", "functionals", "--set", "functionals.source=egemaps.lld",
+            "--set", "functionals.win=1.0", "--set", "functionals.hop=0.2",
+            "--set", "functionals.stats=mean,std", str(data / "videos"),
+        ],
+    ]  # fmt: skip
+    for step in steps:
+        res = run_cli(
+            "extract", "-q", "--threads", "2", *step, "-o", str(store), env=env, timeout=900
+        )
+        assert res.returncode == 0, res.stderr
+    return data, store
+
+
+@pytest.fixture(scope="session")
+def synth_abaw(tmp_path_factory) -> tuple[Path, Path]:
+    """16 synthetic videos of 10 s with features (shared by the recipe and generator tests)."""
+    return build_synth_features(tmp_path_factory.mktemp("abaw"), 16, 10.0, split=False)

@@ -463,6 +463,11 @@ def test_int8_cached_beside_the_model_and_close_to_fp32(tmp_path, speech):
         record["source_sha256"] == hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
     )
     assert ex.model().id.endswith("+int8-dynamic") and ex.model().sha256 == record["sha256"]
+    assert record["op_types"] == ["MatMul", "Gemm"]
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(made)).graph.node}
+    assert "MatMulInteger" in ops and "ConvInteger" not in ops  # the front end stays fp32
     mtime = made.stat().st_mtime_ns
     again = run_extractor(Pdem({"model": str(folder), "hop": 1.0, "int8": True}), speech)
     assert made.stat().st_mtime_ns == mtime  # reused, not quantised again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,6 +11,8 @@ from conftest import run_cli
 
 from emofeat.errors import ConfigError
 from emofeat.recipes import Recipe, apply_sets, get_recipe, resolve_config, run_recipe
+
+RECIPE_CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
 
 DEFAULTS = {
     "data": None,
@@ -117,7 +120,9 @@ def test_cli_recipe_show_and_errors(tmp_path):
     res = run_cli("recipe", "show", "abaw_va", "--config", "quick", "--set", "model.layers=6")
     assert res.returncode == 0, res.stderr
     cfg = yaml.safe_load(res.stdout)
-    assert cfg["model"]["layers"] == 6 and cfg["train"]["epochs"] == 25
+    quick = yaml.safe_load((RECIPE_CONFIGS / "quick.yaml").read_text())
+    assert cfg["model"]["layers"] == 6  # --set wins over the named config
+    assert cfg["train"]["epochs"] == quick["train"]["epochs"] != 100  # quick wins over defaults
     assert cfg["window"] == {"length": 30, "hop": 15, "unit": "frames"}
     res = run_cli("recipe", "show", "abaw_expr")
     assert yaml.safe_load(res.stdout)["window"]["length"] == 20

@@ -20,10 +20,11 @@ What is planted (frame ``k`` of a track lies at ``t = (k - 1) / fps`` seconds):
 * the **voice** (the video's audio track) is a harmonic, syllable-modulated signal whose
   pitch (+-8 semitones) and loudness (+-12 dB) follow arousal.
 
-With ``split_modalities=True`` neither modality alone carries a whole label: valence is the
-mean of a face curve (mouth, skin) and a voice curve (spectral tilt), arousal is 0.35 x a face
-curve (eye opening, brow height) + 0.65 x a voice curve (pitch, loudness), and the expression
-class ``c`` is the pair (face shape ``c % 4``, vowel ``c // 4``) so only both together name it.
+With ``split_modalities=True`` neither modality alone carries a whole label: valence is
+0.7 x a face curve (mouth, skin) + 0.3 x a voice curve (spectral tilt), arousal is 0.3 x a
+face curve (eye opening, brow height) + 0.7 x a voice curve (pitch, loudness), as in real data
+where the face tells more about valence and the voice about arousal; the expression class
+``c`` is the pair (face shape ``c % 4``, vowel ``c // 4``) so only both together name it.
 The exact functions are written to ``synth.json``.
 """
 
@@ -76,8 +77,8 @@ PLANTED = {
         "/ 20) (+- 12 dB); vowel /a/; class shifts f0 by (class - 3.5) * 0.15 semitones",
     },
     "split": {
-        "valence": "(curves.valence_face + curves.valence_voice) / 2",
-        "arousal": "0.35 * curves.arousal_face + 0.65 * curves.arousal_voice",
+        "valence": "0.7 * curves.valence_face + 0.3 * curves.valence_voice",
+        "arousal": "0.3 * curves.arousal_face + 0.7 * curves.arousal_voice",
         "face": "mouth curvature and cheeks follow valence_face; eye opening (+-50 %) and "
         "brow height follow arousal_face; one of 4 configurations (Neutral, Anger, Happiness, "
         "Surprise) = class % 4",
@@ -189,8 +190,8 @@ class Track:
         c = {k: curve(p, t) for k, p in self.curves.items()}
         cls = _class_at(self.segments, t)
         if split:
-            valence = (c["valence_face"] + c["valence_voice"]) / 2
-            arousal = 0.35 * c["arousal_face"] + 0.65 * c["arousal_voice"]
+            valence = 0.7 * c["valence_face"] + 0.3 * c["valence_voice"]
+            arousal = 0.3 * c["arousal_face"] + 0.7 * c["arousal_voice"]
             return {
                 "valence": valence,
                 "arousal": arousal,

@@ -71,12 +71,17 @@ def _yaml_body(yaml_path: Path) -> dict[str, Any]:
     return next(iter(data.values()))
 
 
+#: operator types quantised by ``pdem.int8``; quantised convolutions (the CNN front end) run
+#: slower in onnxruntime than fp32 ones and cost fidelity (measured: docs/benchmarks.md)
+INT8_OP_TYPES = ["MatMul", "Gemm"]
+
+
 def quantize_int8(folder: Path, model_file: str = "model.yaml", source_sha256: str = "") -> str:
     """An INT8 copy of an audonnx model (onnxruntime dynamic quantisation), made once.
 
     The quantised model is written beside the fp32 one (``model.int8.onnx`` and
     ``model.int8.yaml``, plus ``model.int8.json`` naming the fp32 digest it was made from
-    and the onnxruntime version) and reused while that digest matches.
+    and the onnxruntime version) and reused while that digest and :data:`INT8_OP_TYPES` match.
 
     Args:
         folder: the audonnx model folder (writable).
@@ -102,6 +107,7 @@ def quantize_int8(folder: Path, model_file: str = "model.yaml", source_sha256: s
         record = {}
     if (
         record.get("source_sha256") == source_sha256
+        and record.get("op_types") == INT8_OP_TYPES
         and out_onnx.is_file()
         and out_yaml.is_file()
         and sha256_file(out_onnx) == record.get("sha256")
@@ -114,10 +120,8 @@ def quantize_int8(folder: Path, model_file: str = "model.yaml", source_sha256: s
     level = root.level
     root.setLevel(logging.ERROR)  # onnxruntime logs advice about pre-processing to the root
     try:
-        # only the transformer's matrix products: quantised convolutions (the CNN front end)
-        # run slower in onnxruntime and cost fidelity (measured: docs/benchmarks.md)
         quantize_dynamic(
-            str(fp32), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+            str(fp32), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=INT8_OP_TYPES
         )
         os.replace(tmp, out_onnx)
     finally:
@@ -131,6 +135,7 @@ def quantize_int8(folder: Path, model_file: str = "model.yaml", source_sha256: s
             {
                 "source": fp32.name,
                 "source_sha256": source_sha256,
+                "op_types": INT8_OP_TYPES,
                 "sha256": sha256_file(out_onnx),
                 "onnxruntime": onnxruntime.__version__,
                 "method": "onnxruntime quantize_dynamic, QInt8 weights, MatMul/Gemm only",
