@@ -604,11 +604,11 @@ def models(ctx: click.Context, cache_dir: str | None) -> None:
     ctx.obj = ModelCache(cache_dir)
 
 
-def _model_or_exit(name: str):
+def _model_or_exit(name: str, cache=None):
     from emofeat.models import ModelError, get_model
 
     try:
-        return get_model(name)
+        return get_model(name, cache.root if cache is not None else None)
     except ModelError as exc:
         console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
@@ -621,7 +621,7 @@ def models_list(cache, as_json: bool) -> None:
     """Every known model: files, size, licence, cached or not, sources."""
     from emofeat.models import get_models, model_summary
 
-    rows = [model_summary(m, cache) for _, m in sorted(get_models().items())]
+    rows = [model_summary(m, cache) for _, m in sorted(get_models(cache_root=cache.root).items())]
     if as_json:
         out.print_json(json.dumps({"cache": str(cache.root), "models": rows}))
         return
@@ -660,7 +660,7 @@ def models_fetch(cache, names: tuple[str, ...], accept_license: bool) -> None:
 
     failed = 0
     for name in names:
-        model = _model_or_exit(name)
+        model = _model_or_exit(name, cache)
         try:
             path = cache.fetch(model, accept_license=accept_license)
         except ModelError as exc:
@@ -676,18 +676,60 @@ def models_fetch(cache, names: tuple[str, ...], accept_license: bool) -> None:
 @models.command(name="import")
 @click.argument("name")
 @click.argument("path", type=click.Path(exists=True))
+@click.option(
+    "--license",
+    "license_",
+    default="",
+    help="Your model's licence (new names only; default: the 'license' recorded in the "
+    "folder's emofeat.json).",
+)
+@click.option(
+    "--non-commercial",
+    is_flag=True,
+    help="Require the licence opt-in before use (automatic for CC NC licences).",
+)
+@click.option("--description", default="", help="One line shown by 'emofeat models list'.")
 @click.pass_obj
-def models_import(cache, name: str, path: str) -> None:
-    """Install model NAME from a local file, folder or archive (checksums verified)."""
-    from emofeat.models import ModelError
+def models_import(
+    cache, name: str, path: str, license_: str, non_commercial: bool, description: str
+) -> None:
+    """Install model NAME from a local file, folder or archive (checksums verified).
 
-    model = _model_or_exit(name)
+    NAME a registered model: its own files, verified. Any other NAME: your model (such as a
+    checkpoint of the fine-tuning recipes) is copied into the cache and registered under
+    NAME, so that '--set face_cnn.model=NAME' or '--set pdem.model=NAME' finds it.
+    """
+    from emofeat.models import ModelError, get_models, register_user_model
+
     try:
-        folder = cache.import_files(model, path)
+        if name in get_models(include_user=False):
+            folder = cache.import_files(_model_or_exit(name, cache), path)
+            console.print(f"[green]{name}[/] imported: {folder}", highlight=False)
+            return
+        license_ = license_ or _recorded_license(Path(path))
+        model, folder = register_user_model(
+            name,
+            path,
+            license_,
+            cache=cache,
+            description=description,
+            commercial_use=False if non_commercial else None,
+        )
     except ModelError as exc:
         console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
-    console.print(f"[green]{name}[/] imported: {folder}", highlight=False)
+    note = "" if model.commercial_use else " - non-commercial: 'emofeat models accept' first"
+    console.print(f"[green]{name}[/] registered ({model.license}{note}): {folder}", highlight=False)
+
+
+def _recorded_license(path: Path) -> str:
+    """The licence a checkpoint folder records in its emofeat.json ('' when none)."""
+    meta = path / "emofeat.json"
+    try:
+        value = json.loads(meta.read_text()).get("license", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 @models.command(name="accept")
@@ -695,7 +737,7 @@ def models_import(cache, name: str, path: str) -> None:
 @click.pass_obj
 def models_accept(cache, name: str) -> None:
     """Accept the licence of a non-commercial model (remembered in the cache)."""
-    model = _model_or_exit(name)
+    model = _model_or_exit(name, cache)
     cache.accept(model)
     console.print(f"accepted {model.license} for {name}", highlight=False)
 

@@ -25,6 +25,7 @@ from emofeat.config import split_mask
 from emofeat.errors import ConfigError, EmofeatError, MediaError, SkipExtractor
 from emofeat.extractor import AUDIO, FEATURES, VIDEO, Extractor, ExtractorEntry
 from emofeat.media import AudioChunk, Decoder, MediaInfo, VideoChunk, is_image_folder, probe
+from emofeat.models import non_commercial
 from emofeat.store import (
     FeatureStore,
     ItemWriter,
@@ -292,7 +293,9 @@ def _provenance(
         "config": _item_config(job),
         "config_hash": config_hash(_item_config(job)),
         "license": model.license or job.cls.license,
-        "commercial_use": bool(job.cls.commercial_use),
+        # the extractor's own terms, and those of the model it ran (a fine-tuned NC model
+        # loaded by an otherwise commercial-use extractor is NC)
+        "commercial_use": bool(job.cls.commercial_use) and not non_commercial(model.license),
         "model_id": model.id,
         "model_sha256": model.sha256,
         "model_source": model.source,

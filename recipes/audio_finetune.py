@@ -42,10 +42,11 @@ from emofeat.media import Decoder, probe
 from emofeat.metrics import expr_f1, va_score
 from emofeat.recipes import RecipeError, RecipeRun
 from emofeat_plugins.audio.pdem_torch import (
-    FRAME,
-    HOP,
+    HEAD_CLASS,
     SAMPLING_RATE,
     PdemNetwork,
+    SequenceHead,
+    build_head,
     load_network,
     save_checkpoint,
 )
@@ -83,132 +84,11 @@ VARIANTS: dict[str, tuple[str, int]] = {
         4,
     ),
 }
-HEAD_CLASS = "SequenceHead"
 #: output step length in seconds per task: 5 Hz for VA, 1 Hz for EXPR
 STEP_SECONDS = {"VA": 0.2, "EXPR": 1.0}
 
 
 # ----------------------------------------------------------------------------- the network
-
-
-class SequenceHead(nn.Module):
-    """A GRU or Transformer over 50 Hz encoder frames, pooled to output steps, then linear.
-
-    Input ``(B, F, H)`` frames of one window; frame ``k`` covers ``[0.02 k, 0.02 k + 0.025)``
-    s of the window. Frame ``k`` belongs to step ``floor((0.02 k + 0.0125) / step_seconds)``
-    (its centre), clipped to ``steps - 1``; a step's value is the mean of its frames' head
-    states. Output ``(B, steps, out_dim)``, through tanh when ``activation="tanh"`` (VA).
-
-    Args:
-        kind: ``"gru"`` (``gru_layers`` layers of ``gru_hidden`` units) or ``"transformer"``
-            (``layers`` encoder layers of width ``hidden_size``, ``heads`` heads, feed-forward
-            ``ff``).
-        hidden_size: width of the encoder frames (1024 for PDEM).
-        out_dim: outputs per step (2 for VA, 8 for EXPR).
-        steps: output steps per window (20 for 4 s at 5 Hz).
-        step_seconds: length of one step in seconds.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        hidden_size: int,
-        out_dim: int,
-        steps: int,
-        step_seconds: float,
-        gru_hidden: int = 256,
-        gru_layers: int = 2,
-        bidirectional: bool = False,
-        layers: int = 2,
-        heads: int = 8,
-        ff: int = 1024,
-        dropout: float = 0.1,
-        activation: str = "none",
-    ) -> None:
-        super().__init__()
-        if kind not in ("gru", "transformer"):
-            raise ValueError(f"head kind must be 'gru' or 'transformer', got {kind!r}")
-        if activation not in ("none", "tanh"):
-            raise ValueError(f"head activation must be 'none' or 'tanh', got {activation!r}")
-        if steps < 1 or step_seconds <= 0:
-            raise ValueError(f"steps ({steps}) and step_seconds ({step_seconds}) must be > 0")
-        self.kind = kind
-        self.steps = int(steps)
-        self.step_seconds = float(step_seconds)
-        self.activation = activation
-        if kind == "gru":
-            self.rnn = nn.GRU(
-                hidden_size,
-                gru_hidden,
-                num_layers=gru_layers,
-                batch_first=True,
-                bidirectional=bidirectional,
-                dropout=dropout if gru_layers > 1 else 0.0,
-            )
-            width = gru_hidden * (2 if bidirectional else 1)
-        else:
-            if hidden_size % heads:
-                raise ValueError(f"heads ({heads}) must divide the hidden size ({hidden_size})")
-            layer = nn.TransformerEncoderLayer(
-                hidden_size, heads, ff, dropout, batch_first=True, norm_first=True
-            )
-            self.encoder = nn.TransformerEncoder(
-                layer, layers, norm=nn.LayerNorm(hidden_size), enable_nested_tensor=False
-            )
-            width = hidden_size
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(width, out_dim)
-        # start near 0: tanh (VA) in its linear range, EXPR logits near uniform. With the
-        # default init the transformer head's outputs can start (and drift) into tanh's
-        # saturation, where the CCC loss has no gradient left and the outputs collapse
-        nn.init.normal_(self.out.weight, std=0.01)
-        nn.init.zeros_(self.out.bias)
-
-    def pool_matrix(self, n_frames: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """``(steps, n_frames)`` averaging weights: row j is the mean over step j's frames."""
-        centres = (torch.arange(n_frames, dtype=torch.float64) * HOP + FRAME / 2) / SAMPLING_RATE
-        step = torch.clamp((centres / self.step_seconds).floor().long(), max=self.steps - 1)
-        w = torch.zeros(self.steps, n_frames, dtype=torch.float64)
-        w[step, torch.arange(n_frames)] = 1.0
-        # a step with no frame (window shorter than steps * step_seconds) averages nothing: 0
-        w = w / w.sum(dim=1, keepdim=True).clamp(min=1.0)
-        return w.to(device=device, dtype=dtype)
-
-    def forward(self, frames: Tensor) -> Tensor:
-        if self.kind == "gru":
-            h, _ = self.rnn(frames)
-        else:
-            h = self.encoder(frames)
-        pooled = torch.einsum("sf,bfh->bsh", self.pool_matrix(h.shape[1], h.device, h.dtype), h)
-        y = self.out(self.dropout(pooled))
-        return torch.tanh(y) if self.activation == "tanh" else y
-
-
-_HEAD_ARGS = (
-    "kind",
-    "hidden_size",
-    "out_dim",
-    "steps",
-    "step_seconds",
-    "gru_hidden",
-    "gru_layers",
-    "bidirectional",
-    "layers",
-    "heads",
-    "ff",
-    "dropout",
-    "activation",
-)
-
-
-def build_head(spec: dict[str, Any], state_dict: dict[str, Tensor] | None = None) -> SequenceHead:
-    """Rebuild a :class:`SequenceHead` from its checkpoint spec (and load its weights)."""
-    if spec.get("class") != HEAD_CLASS:
-        raise ValueError(f"extra head class {spec.get('class')!r} is not {HEAD_CLASS!r}")
-    head = SequenceHead(**{k: spec[k] for k in _HEAD_ARGS if k in spec})
-    if state_dict is not None:
-        head.load_state_dict(state_dict)
-    return head.eval()
 
 
 class AudioFinetuneModel(nn.Module):

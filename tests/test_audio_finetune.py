@@ -244,6 +244,20 @@ def test_checkpoint_round_trips_through_the_pdem_extractor(va_run, tiny, synth, 
             x = torch.from_numpy(signal[round(a * SR) : round(a * SR) + 4 * SR])[None]
             ref = model.states(x).mean(dim=1)[0].numpy()
             np.testing.assert_allclose(row, ref, atol=1e-5)
+        # the fine-tuned head's predictions, one row per 0.2 s step of each window
+        steps = store.read("video4", "pdem", "head_va")
+        assert list(steps.labels) == ["valence", "arousal"]
+        assert len(steps.data) == 20 * len(windows.data)
+        for w, ((a, _), ok) in enumerate(zip(windows.times, windows.mask, strict=True)):
+            rows = slice(20 * w, 20 * (w + 1))
+            np.testing.assert_allclose(steps.times[rows, 0], a + 0.2 * np.arange(20), atol=1e-6)
+            # in the zero-padded final window only the steps that start inside the signal
+            inside = a + 0.2 * np.arange(20) < len(signal) / SR - 1e-9
+            assert steps.mask[rows].tolist() == (inside if not ok else np.ones(20, bool)).tolist()
+            if not ok:
+                continue
+            x = torch.from_numpy(signal[round(a * SR) : round(a * SR) + 4 * SR])[None]
+            np.testing.assert_allclose(steps.data[rows], model(x)[0].numpy(), atol=1e-5)
         # frames (the extractor's level=frames path): one pass over the whole input when
         # the chunk is longer than the input
         stitcher = FrameStitcher(tuned, [LAYERS], chunk=60.0, context=1.0)

@@ -17,11 +17,14 @@ from emofeat.models import (
     LicenseNotAcceptedError,
     Model,
     ModelCache,
+    ModelError,
     ModelFile,
     ModelUnavailableError,
     Source,
     get_model,
     get_models,
+    register_user_model,
+    resolve_model_path,
 )
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB of known content
@@ -219,6 +222,84 @@ def test_import_local_file_folder_and_archive(tmp_path):
     wrong.write_bytes(b"nope")
     with pytest.raises(Exception, match="checksum mismatch"):
         ModelCache(tmp_path / "c9").import_files(model, wrong)
+    assert wrong.read_bytes() == b"nope"  # the user's own file is never deleted
+
+
+def _checkpoint_folder(path: Path, license_: str) -> Path:
+    (path / "sub").mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(PAYLOAD)
+    (path / "sub" / "extra.txt").write_text("x")
+    (path / ".hidden").write_text("not part of the model")
+    (path / "emofeat.json").write_text(json.dumps({"license": license_}))
+    return path
+
+
+def test_user_model_registered_listed_resolved_and_licence_gated(tmp_path):
+    cache = ModelCache(tmp_path / "cache")
+    src = _checkpoint_folder(tmp_path / "best", "CC-BY-NC-SA-4.0")
+    model, folder = register_user_model("my-audio", src, "CC-BY-NC-SA-4.0", cache=cache)
+    assert not model.commercial_use  # an NC licence needs the opt-in
+    names = sorted(f.name for f in model.files)
+    assert names == ["emofeat.json", "model.safetensors", "sub/extra.txt"]
+    assert (folder / "model.safetensors").read_bytes() == PAYLOAD
+    assert folder == cache.root / "my-audio" / model.version and len(model.version) == 12
+    # listed from this cache (not from the default one), with its digests and licence
+    assert "my-audio" in get_models(cache_root=cache.root)
+    assert "my-audio" not in get_models(cache_root=tmp_path / "other")
+    again = get_model("my-audio", cache.root)
+    assert again.sha256 == model.sha256 and again.license == "CC-BY-NC-SA-4.0"
+    # resolves by name, behind the licence opt-in; a path or unknown name is not a model
+    with pytest.raises(LicenseNotAcceptedError, match="my-audio"):
+        resolve_model_path("my-audio", cache.root)
+    cache.accept(model)
+    assert resolve_model_path("my-audio", cache.root) == folder
+    assert resolve_model_path(str(src), cache.root) is None
+    assert resolve_model_path("not-registered", cache.root) is None
+    # a single file resolves to the file
+    (tmp_path / "face.pt").write_bytes(b"weights")
+    m2, _ = register_user_model("my-face", tmp_path / "face.pt", "MIT", cache=cache)
+    assert m2.commercial_use
+    assert resolve_model_path("my-face", cache.root).read_bytes() == b"weights"
+    # files deleted from the cache: a clear error, not a wrong model
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelUnavailableError, match="my-audio"):
+        resolve_model_path("my-audio", cache.root)
+
+
+def test_user_model_errors(tmp_path):
+    cache = ModelCache(tmp_path / "cache")
+    src = _checkpoint_folder(tmp_path / "best", "MIT")
+    with pytest.raises(ModelError, match="registered model"):
+        register_user_model("face-expression", src, "MIT", cache=cache)
+    with pytest.raises(ModelError, match="--license"):
+        register_user_model("mine", src, " ", cache=cache)
+    with pytest.raises(ModelError, match="model name"):
+        register_user_model("../evil", src, "MIT", cache=cache)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no files"):
+        register_user_model("mine", tmp_path / "empty", "MIT", cache=cache)
+    cache.root.mkdir(parents=True, exist_ok=True)
+    (cache.root / "user-models.json").write_text("{broken")
+    with pytest.raises(ModelError, match="user-models.json"):
+        get_models(cache_root=cache.root)
+
+
+def test_cli_import_under_a_new_name_reads_the_recorded_licence(tmp_path):
+    cache = tmp_path / "cache"
+    src = _checkpoint_folder(tmp_path / "best", "CC-BY-NC-SA-4.0")
+    res = run_cli("models", "--cache-dir", str(cache), "import", "tuned", str(src))
+    assert res.returncode == 0, res.stderr
+    said = res.stdout + res.stderr
+    assert "CC-BY-NC-SA-4.0" in said and "non-commercial" in said
+    listed = run_cli("models", "--cache-dir", str(cache), "list", "--json")
+    (entry,) = [m for m in json.loads(listed.stdout)["models"] if m["name"] == "tuned"]
+    assert entry["cached"] and not entry["commercial_use"] and not entry["license_accepted"]
+    res = run_cli("models", "--cache-dir", str(cache), "accept", "tuned")
+    assert res.returncode == 0, res.stderr
+    # a file with no recorded licence needs --license
+    (tmp_path / "face.pt").write_bytes(b"weights")
+    res = run_cli("models", "--cache-dir", str(cache), "import", "face", str(tmp_path / "face.pt"))
+    assert res.returncode == 1 and "--license" in res.stdout + res.stderr
 
 
 def test_real_registry_members_pypi_and_npm(tmp_path):

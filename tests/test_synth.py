@@ -175,7 +175,12 @@ def test_planted_signals_are_recoverable(synth_abaw):
         lld = voice.read(video, "egemaps", "lld", aligned=True)
         fps = 1.0 / np.median(np.diff(lld.times))
         # voice features vary with syllables and pauses: average over about one second
-        return _smooth(lld.data, max(1, round(fps))), lld.mask
+        # (masked rows, e.g. video frames past the end of the audio, hold NaN: left out)
+        w = max(1, round(fps))
+        x = np.where(lld.mask[:, None], lld.data, 0.0)
+        return _smooth(x, w) / np.maximum(
+            _smooth(lld.mask[:, None].astype(float), w), 1e-3
+        ), lld.mask
 
     def dataset(task: str, split: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
         smooth = task == VA
@@ -203,8 +208,8 @@ def test_planted_signals_are_recoverable(synth_abaw):
     clf = LogisticRegression(C=0.05, max_iter=3000).fit((xa - mu) / sd, ya[:, 0].astype(int))
     scores["EXPR accuracy from face"] = float((clf.predict((xb - mu) / sd) == yb[:, 0]).mean())
     print(scores)
-    # target 0.6; this 12-video set gives 0.57 (7 training faces: a linear read-out of the
-    # face net's embedding generalises across few identities only so far)
-    assert scores["valence CCC from face"] >= 0.5, scores
+    # measured on this set: 0.84, 0.87, 0.92 (a 12-video set of 4.5 s gave only 0.43 for
+    # valence: a linear read-out of the face net generalises across few identities only)
+    assert scores["valence CCC from face"] >= 0.6, scores
     assert scores["arousal CCC from voice"] >= 0.6, scores
     assert scores["EXPR accuracy from face"] >= 0.5, scores  # chance: 1/8

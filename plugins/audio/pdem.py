@@ -31,7 +31,13 @@ import numpy as np
 
 import emofeat
 from emofeat import Extractor, ModelInfo, Rows, Setting, SlidingWindows, StreamSpec
-from emofeat.models import ModelCache, ModelError, get_model, sha256_file
+from emofeat.models import (
+    ModelCache,
+    ModelError,
+    get_model,
+    resolve_model_path,
+    sha256_file,
+)
 
 from .models import PDEM_HIDDEN, PDEM_LABELS, PDEM_LICENSE, yaml_model_path
 
@@ -284,6 +290,11 @@ class Pdem(Extractor):
             "public PDEM export takes one window at a time)",
         ),
         "half": Setting(False, "torch on a GPU: float16 weights and inputs"),
+        "heads": Setting(
+            True,
+            "torch, level=windows: also write a fine-tuned checkpoint's heads (stream "
+            "head_<name>, one row per output step; needs the head's training window)",
+        ),
     }
 
     @classmethod
@@ -318,6 +329,8 @@ class Pdem(Extractor):
         self._net: Any = None
         self._info: ModelInfo | None = None
         self._labels: dict[str, tuple[str, ...]] = {}
+        self._heads: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._user_model: Any = None
 
     # -- model -----------------------------------------------------------------------------
     def _cache(self) -> ModelCache:
@@ -325,6 +338,16 @@ class Pdem(Extractor):
 
     def _registry(self) -> bool:
         return self.config["model"] == "pdem"
+
+    def _registered_path(self) -> Path | None:
+        """The cached folder of a model imported under a name (``emofeat models import``)."""
+        try:
+            path = resolve_model_path(self.config["model"], self.config["cache_dir"] or None)
+        except ModelError as exc:
+            raise emofeat.ConfigError(f"pdem: {exc}") from None
+        if path is not None:
+            self._user_model = get_model(self.config["model"], self._cache().root)
+        return path
 
     def _load(self) -> None:
         if self._onnx is not None or self._net is not None:
@@ -343,7 +366,7 @@ class Pdem(Extractor):
             onnx_digest = cache.recorded(model).get("model.onnx", "")
             ident, lic = model.id, model.license
         else:
-            folder = Path(self.config["model"]).expanduser()
+            folder = self._registered_path() or Path(self.config["model"]).expanduser()
             if not (folder / "model.yaml").is_file():
                 raise emofeat.ConfigError(
                     f"pdem.model={self.config['model']}: no model.yaml there (an audonnx model "
@@ -357,6 +380,8 @@ class Pdem(Extractor):
             onnx_digest = ""
             ident = f"audonnx:{folder.resolve()}"
             lic = "user-supplied model (licence as given by its provider)"
+            if self._user_model is not None:
+                ident, lic = self._user_model.id, self._user_model.license
         model_file = "model.yaml"
         if self.config["int8"]:
             try:
@@ -384,6 +409,8 @@ class Pdem(Extractor):
             # the Hugging Face weights carry the same CC BY-NC-SA licence: same opt-in
             self._cache().require_license(get_model("pdem"))
             source = HUB_ID
+        else:
+            source = str(self._registered_path() or source)
         device = self.device
         if device.startswith("cuda"):
             import torch
@@ -401,13 +428,43 @@ class Pdem(Extractor):
         }
         for layer in self.config["layers"]:
             self._labels[f"layer{layer}"] = tuple(f"layer{layer}-{i}" for i in range(hidden))
+        if self.config["heads"] and self.config["level"] == "windows":
+            self._load_heads(info.get("extra_heads") or {}, net)
         self._info = ModelInfo(
             str(info.get("id", source)),
             str(info.get("sha256", "")),
             str(info.get("license", PDEM_LICENSE if self._registry() else "")),
             str(info.get("source", source)),
         )
+        if self._user_model is not None:  # imported under a name: the registry's identity
+            m = self._user_model
+            self._info = ModelInfo(m.id, m.sha256, m.license, source)
         self._batch = self.config["batch"]
+
+    def _load_heads(self, extra: dict[str, Any], net: Any) -> None:
+        """Rebuild the checkpoint's fine-tuned heads (audio_finetune's SequenceHead)."""
+        from .pdem_torch import build_head
+
+        param = next(net.parameters())
+        for name, entry in extra.items():
+            spec = entry["spec"]
+            try:
+                head = build_head(spec, entry["state_dict"])
+            except (KeyError, ValueError, RuntimeError) as exc:
+                raise emofeat.ConfigError(
+                    f"pdem.model={self.config['model']}: head {name!r} cannot be rebuilt "
+                    f"({exc}); --set pdem.heads=false writes the other outputs"
+                ) from None
+            win = float(spec.get("win", self.config["win"]))
+            if abs(win - self.config["win"]) > 1e-9:
+                raise emofeat.ConfigError(
+                    f"pdem: head {name!r} of {self.config['model']} was trained on {win:g} s "
+                    f"windows, pdem.win is {self.config['win']:g} s: --set pdem.win={win:g} "
+                    "(or --set pdem.heads=false)"
+                )
+            labels = spec.get("labels") or [f"{name}-{i}" for i in range(head.out.out_features)]
+            self._heads[name] = (head.to(device=param.device, dtype=param.dtype), spec)
+            self._labels[f"head_{name}"] = tuple(str(v) for v in labels)
 
     def model(self) -> ModelInfo:
         if self._info is not None:
@@ -429,11 +486,15 @@ class Pdem(Extractor):
         defaults: dict[str, tuple[str, ...]] = {"logits": PDEM_LABELS}
         if self._registry():  # PDEM's width is known before its weights are loaded
             defaults["hidden_states"] = tuple(f"hidden_states-{i}" for i in range(PDEM_HIDDEN))
-        return [
+        specs = [
             StreamSpec(o, self._labels.get(o, defaults.get(o, ())), "window", rate)
             for o in OUTPUTS
             if o in self.config["outputs"]
         ]
+        for name, (_, spec) in self._heads.items():
+            step = f"{float(spec['step_seconds']):g} s steps of each window"
+            specs.append(StreamSpec(f"head_{name}", self._labels[f"head_{name}"], "window", step))
+        return specs
 
     # -- processing ------------------------------------------------------------------------
     def begin(self, info: Any) -> None:
@@ -465,9 +526,20 @@ class Pdem(Extractor):
         param = next(self._net.parameters())
         x = torch.from_numpy(windows).to(device=param.device, dtype=param.dtype)
         with torch.inference_mode():
-            hidden, logits = self._net(x)
-        res = {"hidden_states": hidden, "logits": logits}
-        return {o: res[o].float().cpu().numpy() for o in outputs}
+            if not self._heads:
+                hidden, logits = self._net(x)
+                res = {"hidden_states": hidden, "logits": logits}
+                return {o: res[o].float().cpu().numpy() for o in outputs}
+            # one pass gives the last layer's frames: pooled and PDEM logits as forward()
+            # computes them, and every fine-tuned head's steps (B, steps, out)
+            n = self._net.num_layers
+            states = self._net.frames(x, [n])[n]
+            hidden = states.mean(dim=1)
+            res = {"hidden_states": hidden, "logits": self._net.classifier(hidden)}
+            out = {o: res[o].float().cpu().numpy() for o in outputs}
+            for name, (head, _) in self._heads.items():
+                out[f"head_{name}"] = head(states).float().cpu().numpy()
+            return out
 
     def _drain(self, final: bool) -> Iterator[Rows]:
         # run complete batches; at the end of the input also the last, smaller one
@@ -478,7 +550,33 @@ class Pdem(Extractor):
             ends = starts + len(batch[0][1]) / SAMPLING_RATE
             valid = np.array([not p for _, _, p in batch])
             for name, values in res.items():
+                if values.ndim == 3:  # a fine-tuned head: one row per output step
+                    yield self._head_rows(name, values, batch)
+                    continue
                 yield Rows(name, values, starts, ends, valid=valid, labels=self._labels[name])
+
+    def _head_rows(self, name: str, values: np.ndarray, batch: list) -> Rows:
+        """Rows of a head's steps: step j of a window starting at s covers
+        ``[s + j * step, s + (j + 1) * step)`` seconds. Steps of overlapping windows each get
+        their own row (the store's alignment picks per frame). In the zero-padded final
+        window, steps that start after the signal's end are invalid."""
+        step = float(self._heads[name.removeprefix("head_")][1]["step_seconds"])
+        n, steps, _ = values.shape
+        offs = np.arange(steps) * step
+        starts = np.array([s / SAMPLING_RATE for s, _, _ in batch])
+        row_starts = (starts[:, None] + offs[None, :]).reshape(-1)
+        valid = np.ones((n, steps), bool)
+        for i, (start, _, padded) in enumerate(batch):
+            if padded:  # the signal ends inside this window
+                valid[i] = offs < (self._windows.total - start) / SAMPLING_RATE
+        return Rows(
+            name,
+            values.reshape(n * steps, -1),
+            row_starts,
+            row_starts + step,
+            valid=valid.reshape(-1),
+            labels=self._labels[name],
+        )
 
     def _frame_rows(self, blocks: Iterable[tuple[Any, Any, dict[int, np.ndarray]]]):
         for starts, ends, layers in blocks:

@@ -14,7 +14,7 @@ import numpy as np
 
 import emofeat
 from emofeat import Extractor, ModelInfo, Rows, Setting, StreamSpec
-from emofeat.models import ModelCache, ModelError, get_model
+from emofeat.models import ModelCache, ModelError, get_model, resolve_model_path
 
 from .tracking import Detection, Tracker, detection_frames, interpolate
 
@@ -368,13 +368,34 @@ class _TimmFace(_FaceCropExtractor):
     def __init__(self, config=None, device="cpu"):
         super().__init__(config, device)
         self.meta: dict = {}
+        self._registered = None  # the registry entry of a checkpoint imported under a name
         w = self._weights()
+        self._ckpt = w
         if w not in ("timm", "lite0-imagenet", "random"):
             from .backbones import FORMAT
 
-            path = Path(w)
+            cache_dir = self.config.get("cache_dir") or None
+            try:
+                resolved = resolve_model_path(w, cache_dir)
+            except ModelError as exc:
+                raise emofeat.ConfigError(f"{self.name}: {exc}") from None
+            if resolved is not None:  # 'emofeat models import NAME checkpoint.pt'
+                self._registered = get_model(w, _cache(self.config).root)
+                if resolved.is_dir():
+                    found = sorted(resolved.glob("*.pt"))
+                    if len(found) != 1:
+                        raise emofeat.ConfigError(
+                            f"{self.name}: model {w!r} ({resolved}) holds {len(found)} .pt "
+                            "files; import the checkpoint file itself"
+                        )
+                    resolved = found[0]
+                self._ckpt = str(resolved)
+            path = Path(self._ckpt)
             if not path.is_file():
-                raise emofeat.ConfigError(f"{self.name}: checkpoint {w} does not exist")
+                raise emofeat.ConfigError(
+                    f"{self.name}: checkpoint {w} does not exist (a .pt file written by "
+                    "face_finetune, or a name given to one with 'emofeat models import')"
+                )
             import torch
 
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -397,7 +418,7 @@ class _TimmFace(_FaceCropExtractor):
 
         w = self._weights()
         if self.meta:
-            model, _ = load_checkpoint(w)
+            model, _ = load_checkpoint(self._ckpt)
             mean, std = self.meta["mean"], self.meta["std"]
         elif w == "lite0-imagenet":
             model = FaceModel("efficientnet_lite0")
@@ -481,6 +502,9 @@ class _TimmFace(_FaceCropExtractor):
 
     def model(self):
         w = self._weights()
+        if self._registered is not None:
+            m = self._registered
+            return ModelInfo(m.id, m.sha256, m.license, self._ckpt)
         if self.meta:
             from emofeat.models import sha256_file
 
