@@ -506,14 +506,6 @@ def _plot(history: list[dict[str, Any]], path: Path, task: str) -> None:
     plt.close(fig)
 
 
-def _add_num_features(path: Path, model: FaceModel) -> None:
-    """Record the backbone's pooled width: extractors name the ``features`` stream by it
-    when the checkpoint has no embedding head (``save_checkpoint`` does not write it)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    ckpt["num_features"] = int(model.backbone.num_features)
-    torch.save(ckpt, path)
-
-
 def run_face_finetune(ctx: RecipeRun) -> dict[str, Any]:
     """Fine-tune the face model on the ``data`` tree; write the run directory (module doc)."""
     cfg = ctx.config
@@ -600,7 +592,6 @@ def run_face_finetune(ctx: RecipeRun) -> dict[str, Any]:
         config=ckpt_config,
         metrics={k: v for k, v in metrics.items() if k != "seconds"},
     )
-    _add_num_features(ctx.run_dir / "face_model.pt", model)
     (ctx.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if result["history"]:
         _plot(result["history"], ctx.run_dir / "training_curve.png", task)

@@ -187,6 +187,19 @@ def test_checkpoint_round_trip_through_face_cnn_and_vit(crop_folder, tmp_path):
         attrs = store.item_attrs("video7_left", extractor)
         assert attrs["model_id"] == f"checkpoint:{arch}.pt" and len(attrs["model_sha256"]) == 64
 
+    # no embedding head: the backbone's pooled features, named by the checkpoint's width
+    model = FaceModel("test_efficientnet", embedding_dim=0, heads={"expr": 8}).eval()
+    save_checkpoint(tmp_path / "plain.pt", model, 96, (0.5,) * 3, (0.5,) * 3)
+    plain = f"face_cnn.model={tmp_path / 'plain.pt'}"
+    res = run_cli("extract", "-q", "-p", "face_cnn", "--set", plain, str(crop_folder),
+                  "-o", str(tmp_path / "plain.h5"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    store = emofeat.open_store(tmp_path / "plain.h5")
+    assert store.streams("video7_left", "face_cnn") == ["expr", "features"]  # sorted
+    feats = store.read("video7_left", "face_cnn", "features")
+    assert feats.data.shape[1] == model.backbone.num_features == len(feats.labels)
+    assert feats.labels[0] == "f0"
+
 
 def test_timm_weights_offline_error_is_clear(crop_folder, tmp_path):
     res = run_cli(

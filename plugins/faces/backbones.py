@@ -120,6 +120,8 @@ def save_checkpoint(
             "mean": [float(v) for v in mean],
             "std": [float(v) for v in std],
             "embedding_dim": model.embedding_dim,
+            # the pooled width names the 'features' stream when there is no embedding head
+            "num_features": int(model.backbone.num_features),
             "heads": {k: int(h.out_features) for k, h in model.heads.items()},
             "labels": labels or {},
             "config": config or {},
