@@ -701,9 +701,10 @@ def models_import(
     """
     from emofeat.models import ModelError, get_models, register_user_model
 
+    registered = get_models(include_user=False)
     try:
-        if name in get_models(include_user=False):
-            folder = cache.import_files(_model_or_exit(name, cache), path)
+        if name in registered:
+            folder = cache.import_files(registered[name], path)
             console.print(f"[green]{name}[/] imported: {folder}", highlight=False)
             return
         license_ = license_ or _recorded_license(Path(path))

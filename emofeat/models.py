@@ -860,11 +860,15 @@ def register_user_model(
     return model, cache.folder(model)
 
 
-def resolve_model_path(value: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
-    """The local path of a user-registered model called ``value`` (``None``: not one).
+def find_user_model(
+    value: str, cache_dir: str | os.PathLike | None = None
+) -> tuple[Model, Path] | None:
+    """A model imported under the name ``value`` and its local path (``None``: not one).
 
-    For a model imported from a single file, the file; from a folder, the folder. The
-    licence opt-in of non-commercial models applies (:class:`LicenseNotAcceptedError`).
+    The path is the file for a model imported from a single file, else its folder. A value
+    that is an existing path is a path, not a name. The licence opt-in of non-commercial
+    models applies (:class:`LicenseNotAcceptedError`); files missing from the cache raise
+    :class:`ModelUnavailableError`.
     """
     if not value or Path(value).expanduser().exists():
         return None
@@ -872,12 +876,18 @@ def resolve_model_path(value: str, cache_dir: str | os.PathLike | None = None) -
     entry = _user_entries(root).get(value)
     if entry is None:
         return None
-    cache = ModelCache(root)
     model = _user_model(value, entry)
-    folder = cache.path(model, fetch=False)
+    folder = ModelCache(root).path(model, fetch=False)
     if entry.get("kind") == "file" and len(model.files) == 1:
-        return folder / model.files[0].name
-    return folder
+        return model, folder / model.files[0].name
+    return model, folder
+
+
+def resolve_model_path(value: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """The local path of a user-registered model called ``value`` (``None``: not one);
+    see :func:`find_user_model`."""
+    found = find_user_model(value, cache_dir)
+    return found[1] if found else None
 
 
 def get_models(

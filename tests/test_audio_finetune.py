@@ -22,7 +22,7 @@ import emofeat
 from emofeat.datasets.synth import generate
 from emofeat.media import Decoder, probe
 from emofeat.metrics import ccc
-from emofeat.recipes import Recipe, RecipeError, get_recipes, resolve_config, run_recipe
+from emofeat.recipes import Recipe, RecipeError, resolve_config, run_recipe
 from emofeat_plugins.audio.pdem_torch import (
     FrameStitcher,
     PdemNetwork,
@@ -305,10 +305,6 @@ def test_bad_config_errors(synth, tiny, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    "audio_finetune" not in get_recipes(),
-    reason="needs the registration in recipes/__init__.py (done by the lead)",
-)
 def test_cli_recipe_run(synth, tiny, tmp_path):
     res = run_cli(
         "recipe", "run", "audio_finetune", "--data", str(synth), "-o", str(tmp_path),

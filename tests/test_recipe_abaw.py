@@ -33,6 +33,13 @@ def split(tmp_path_factory) -> tuple[Path, Path]:
     return build_synth_features(tmp_path_factory.mktemp("abaw_split"), 24, 7.0, split=True)
 
 
+def _smoothed(metrics: dict, score: str, what: str) -> dict[str, float]:
+    """Each model's smoothed validation ``score`` (``mean`` or ``f1``), printed for the log."""
+    scores = {k: v["smoothed"][score] for k, v in metrics["models"].items()}
+    print(f"\n{what} (smoothed) per model: {scores}")
+    return scores
+
+
 def _run(recipe: str, data: Path, store: Path, out: Path, *extra: str) -> tuple[Path, dict]:
     res = run_cli(
         "recipe", "run", recipe, "--data", str(data), "--features", str(store),
@@ -46,8 +53,7 @@ def _run(recipe: str, data: Path, store: Path, out: Path, *extra: str) -> tuple[
 def test_abaw_va_reaches_ccc_08_and_writes_a_complete_run(synth_abaw, tmp_path):
     data, store = synth_abaw
     run_dir, metrics = _run("abaw_va", data, store, tmp_path)
-    scores = {k: v["smoothed"]["mean"] for k, v in metrics["models"].items()}
-    print(f"\nVA validation mean CCC (smoothed) per model: {scores}")
+    scores = _smoothed(metrics, "mean", "VA validation mean CCC")
     assert metrics["best_score"] >= 0.8, scores
     assert set(scores) >= {"video", "audio", "decision_weights"}
     # the validation score recomputed independently from the written predictions
@@ -84,8 +90,7 @@ def test_abaw_va_reaches_ccc_08_and_writes_a_complete_run(synth_abaw, tmp_path):
 def test_abaw_expr_reaches_f1_08(synth_abaw, tmp_path):
     data, store = synth_abaw
     run_dir, metrics = _run("abaw_expr", data, store, tmp_path)
-    scores = {k: v["smoothed"]["f1"] for k, v in metrics["models"].items()}
-    print(f"\nEXPR validation macro-F1 (smoothed) per model: {scores}")
+    scores = _smoothed(metrics, "f1", "EXPR validation macro-F1")
     assert metrics["best_score"] >= 0.8, scores
     assert (run_dir / "plots/confusion.png").is_file()
     ds = AffWild2(data)
@@ -98,6 +103,5 @@ def test_abaw_expr_reaches_f1_08(synth_abaw, tmp_path):
 def test_fusion_beats_each_modality_when_the_signal_is_split(split, tmp_path):
     data, store = split
     _, metrics = _run("abaw_va", data, store, tmp_path)
-    s = {k: v["smoothed"]["mean"] for k, v in metrics["models"].items()}
-    print(f"\nsplit modalities, VA mean CCC (smoothed) per model: {s}")
+    s = _smoothed(metrics, "mean", "split modalities, VA mean CCC")
     assert s["decision_weights"] > max(s["video"], s["audio"]) + 0.05, s

@@ -34,8 +34,8 @@ from emofeat import Extractor, ModelInfo, Rows, Setting, SlidingWindows, StreamS
 from emofeat.models import (
     ModelCache,
     ModelError,
+    find_user_model,
     get_model,
-    resolve_model_path,
     sha256_file,
 )
 
@@ -340,13 +340,15 @@ class Pdem(Extractor):
         return self.config["model"] == "pdem"
 
     def _registered_path(self) -> Path | None:
-        """The cached folder of a model imported under a name (``emofeat models import``)."""
+        """The cached folder of a model imported under a name (``emofeat models import``);
+        its registry entry goes to ``_user_model``."""
         try:
-            path = resolve_model_path(self.config["model"], self.config["cache_dir"] or None)
+            found = find_user_model(self.config["model"], self.config["cache_dir"] or None)
         except ModelError as exc:
             raise emofeat.ConfigError(f"pdem: {exc}") from None
-        if path is not None:
-            self._user_model = get_model(self.config["model"], self._cache().root)
+        if found is None:
+            return None
+        self._user_model, path = found
         return path
 
     def _load(self) -> None:

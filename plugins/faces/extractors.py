@@ -14,7 +14,7 @@ import numpy as np
 
 import emofeat
 from emofeat import Extractor, ModelInfo, Rows, Setting, StreamSpec
-from emofeat.models import ModelCache, ModelError, get_model, resolve_model_path
+from emofeat.models import ModelCache, ModelError, find_user_model, get_model
 
 from .tracking import Detection, Tracker, detection_frames, interpolate
 
@@ -374,13 +374,12 @@ class _TimmFace(_FaceCropExtractor):
         if w not in ("timm", "lite0-imagenet", "random"):
             from .backbones import FORMAT
 
-            cache_dir = self.config.get("cache_dir") or None
             try:
-                resolved = resolve_model_path(w, cache_dir)
+                found = find_user_model(w, self.config.get("cache_dir") or None)
             except ModelError as exc:
                 raise emofeat.ConfigError(f"{self.name}: {exc}") from None
-            if resolved is not None:  # 'emofeat models import NAME checkpoint.pt'
-                self._registered = get_model(w, _cache(self.config).root)
+            if found is not None:  # 'emofeat models import NAME checkpoint.pt'
+                self._registered, resolved = found
                 if resolved.is_dir():
                     found = sorted(resolved.glob("*.pt"))
                     if len(found) != 1:
