@@ -268,7 +268,8 @@ class Pdem(Extractor):
             "pdem",
             "'pdem' (the registry model; torch: its Hugging Face weights) or a path: "
             "onnx: a folder with model.yaml; torch: a Hugging Face folder, hub id or "
-            "emofeat checkpoint folder",
+            "emofeat checkpoint folder; or the name of a model imported with "
+            "'emofeat models import'",
         ),
         "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
         "win": Setting(4.0, "window length in seconds"),

@@ -357,7 +357,11 @@ class _TimmFace(_FaceCropExtractor):
                 "ImageNet EfficientNet-Lite0 from the registry), random (untrained, for "
                 "tests), or the path of a checkpoint written by emofeat's fine-tuning recipe",
             ),
-            "model": Setting("", "alias of weights=PATH (a fine-tuned checkpoint)"),
+            "model": Setting(
+                "",
+                "a fine-tuned checkpoint: its path, or the name given to it with "
+                "'emofeat models import' (alias of weights=PATH)",
+            ),
             "input_size": Setting(size, "crop side in pixels (checkpoints carry their own)"),
             **_crop_settings(batch_size=32),
         }
