@@ -8,7 +8,9 @@ Public API (what plugins and users import):
   :class:`SkipExtractor`, :class:`ConfigError`;
 * reading results: :func:`open_store`, :class:`FeatureStore`;
 * the timeline rule: :func:`align_to_frames`;
-* media: :func:`probe`, :class:`Decoder`.
+* media: :func:`probe`, :class:`Decoder`;
+* extraction from Python: :func:`extract` (what ``emofeat extract`` does) and
+  :func:`build_jobs` (imported on first use: ``import emofeat`` stays light).
 """
 
 from emofeat._version import __version__
@@ -39,6 +41,16 @@ from emofeat.plugins import get_extractor, get_extractors
 from emofeat.store import FeatureStore, StoredInput, StreamData, open_store
 from emofeat.timeline import align_to_frames
 
+
+def __getattr__(name: str):
+    # the engine is imported only when extraction is asked for
+    if name in ("extract", "build_jobs"):
+        from emofeat import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'emofeat' has no attribute {name!r}")
+
+
 __all__ = [
     "AUDIO",
     "FEATURES",
@@ -67,6 +79,8 @@ __all__ = [
     "VideoChunk",
     "__version__",
     "align_to_frames",
+    "build_jobs",
+    "extract",
     "get_extractor",
     "get_extractors",
     "hookimpl",

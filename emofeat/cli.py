@@ -16,28 +16,27 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
-from emofeat import config as config_mod
 from emofeat._version import __version__
-from emofeat.engine import InputResult, Job, RunOptions, RunSummary, order_jobs, run
+from emofeat.api import (  # noqa: F401  (scripts import build_jobs from here)
+    build_jobs,
+    run_extraction,
+    set_compute_threads,
+)
+from emofeat.engine import RunOptions
 from emofeat.errors import ConfigError, EmofeatError, StoreError, UnknownExtractorError
 from emofeat.media import find_inputs
-from emofeat.plugins import get_extractor, get_extractors, load_errors, load_plugins, pm
-from emofeat.store import FeatureStore, open_store
+from emofeat.plugins import get_extractors, load_errors, load_plugins, pm
+from emofeat.progress import stderr_console
+from emofeat.store import open_store
 
 
 def _console(stderr: bool) -> Console:
-    # wide tables when writing to a file or pipe (logs), terminal width otherwise
-    probe = Console(stderr=stderr)
-    return (
-        probe if probe.is_terminal or "COLUMNS" in os.environ else Console(stderr=stderr, width=160)
-    )
+    return stderr_console(stderr)
 
 
 console = _console(stderr=True)
@@ -61,185 +60,6 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
     for v in values:
         names.extend(n.strip() for n in v.split(",") if n.strip())
     return list(dict.fromkeys(names))
-
-
-def set_compute_threads(n: int) -> None:
-    """Limit OpenMP/MKL/torch threads of this process and of the workers it starts.
-
-    Oversubscribed OpenMP threads (workers x threads > CPUs, or a busy machine) slow small
-    operators down by orders of magnitude (measured: docs/benchmarks.md, face pipeline).
-    """
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(n)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
-
-
-def build_jobs(names: list[str], sets: tuple[str, ...], config_file: str | None) -> list[Job]:
-    """Resolve extractor names and settings into configured jobs (raises on bad input)."""
-    given = config_mod.merge(
-        config_mod.load_config_file(config_file) if config_file else {},
-        config_mod.parse_sets(sets),
-    )
-    entries = {name: get_extractor(name) for name in names}
-    # extractors that others require (e.g. the shared face stage) join the run
-    pending = [e for e in entries.values()]
-    while pending:
-        for req in pending.pop().cls.requires:
-            if req not in entries and req not in {e.cls.name for e in entries.values()}:
-                entries[req] = get_extractor(req)
-                pending.append(entries[req])
-    by_name = {e.cls.name: e for e in entries.values()}
-    for name in given:
-        if name not in by_name and name not in entries:
-            raise ConfigError(
-                f"settings given for {name!r}, which is not among the chosen extractors "
-                f"({', '.join(names)})"
-            )
-    jobs = []
-    for name, entry in entries.items():
-        values = {**given.get(entry.cls.name, {}), **given.get(name, {})}
-        resolved = config_mod.resolve(entry.cls.name, entry.cls.settings, values)
-        # features extractors run after the media extractors of the same input
-        entry.cls.check_config(resolved)  # before any input is touched
-        jobs.append(Job.from_entry(entry, resolved))
-    return order_jobs(jobs)
-
-
-class _Progress:
-    """Rich progress bars: one for all inputs, one per extractor of the running input(s)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.enabled = enabled
-        self.progress = Progress(
-            TextColumn("{task.description}", style="bold"),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-            disable=not enabled,
-        )
-        self.overall = self.progress.add_task("inputs", total=max(total, 1))
-        self.tasks: dict[tuple[str, str], TaskID] = {}
-
-    def __enter__(self) -> _Progress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
-
-    def update(self, key: str, label: str, done: float, total: float) -> None:
-        tid = self.tasks.get((key, label))
-        if tid is None:
-            tid = self.progress.add_task(escape(f"  {key}: {label}"), total=max(total, 1e-6))
-            self.tasks[(key, label)] = tid
-        self.progress.update(tid, completed=min(done, total), total=max(total, 1e-6))
-
-    def finished(self, res: InputResult) -> None:
-        for (key, label), tid in list(self.tasks.items()):
-            if key == res.key:
-                self.progress.remove_task(tid)
-                del self.tasks[(key, label)]
-        self.progress.advance(self.overall)
-        style = {"done": "green", "unchanged": "dim", "skipped": "yellow", "failed": "red"}
-        msg = f" - {res.message}" if res.message and res.status != "unchanged" else ""
-        self.progress.console.print(
-            f"[{style.get(res.status, 'white')}]{res.status:>9}[/] {escape(res.input + msg)}",
-            highlight=False,
-        )
-        for w in res.warnings:
-            self.progress.console.print(f"[yellow]  warning[/] {escape(w)}", highlight=False)
-        for o in res.outcomes:
-            if o.status in ("skipped", "failed") and res.status == "done":
-                self.progress.console.print(
-                    f"[yellow]  {o.status}[/] {escape(o.extractor + ': ' + o.message)}",
-                    highlight=False,
-                )
-
-
-def _speed(media: float, seconds: float) -> str:
-    return f"{media / seconds:,.1f}x" if seconds > 0 and media > 0 else "-"
-
-
-def print_summary(summary: RunSummary, store_path: Path) -> None:
-    """The end-of-run summary: counts, time, throughput per extractor."""
-    counts = Table(title="emofeat extract", show_header=True, header_style="bold")
-    for col in ("done", "unchanged", "skipped", "failed", "time"):
-        counts.add_column(col, justify="right")
-    counts.add_row(
-        str(summary.count("done")),
-        str(summary.count("unchanged")),
-        str(summary.count("skipped")),
-        str(summary.count("failed")),
-        f"{summary.seconds:.1f} s",
-    )
-    console.print(counts)
-    per: dict[str, dict[str, float]] = {}
-    decode = media_total = 0.0
-    for res in summary.results:
-        decode += res.decode_seconds
-        if res.status == "done":
-            media_total += res.media_seconds
-        for o in res.outcomes:
-            d = per.setdefault(
-                o.extractor,
-                {"done": 0, "seconds": 0.0, "media": 0.0, "frames": 0, "skipped": 0, "failed": 0},
-            )
-            if o.status == "done":
-                d["done"] += 1
-                d["seconds"] += o.seconds
-                d["media"] += o.media_seconds
-                d["frames"] += o.frames
-            elif o.status in ("skipped", "failed"):
-                d[o.status] += 1
-    if per:
-        t = Table(show_header=True, header_style="bold")
-        for col in (
-            "extractor",
-            "items",
-            "skipped",
-            "failed",
-            "time",
-            "media",
-            "speed (x real time)",
-            "frames/s",
-        ):
-            t.add_column(col, justify="right" if col != "extractor" else "left")
-        for name, d in per.items():
-            t.add_row(
-                name,
-                str(int(d["done"])),
-                str(int(d["skipped"])),
-                str(int(d["failed"])),
-                f"{d['seconds']:.2f} s",
-                f"{d['media']:.1f} s",
-                _speed(d["media"], d["seconds"]),
-                f"{d['frames'] / d['seconds']:,.0f}" if d["seconds"] > 0 and d["frames"] else "-",
-            )
-        t.add_row(
-            "(decoding)",
-            "",
-            "",
-            "",
-            f"{decode:.2f} s",
-            f"{media_total:.1f} s",
-            _speed(media_total, decode),
-            "",
-        )
-        console.print(t)
-    failures = [(r.input, r.message) for r in summary.results if r.status == "failed"]
-    failures = list(summary.problems) + failures
-    if failures:
-        console.print(f"[red bold]{len(failures)} input(s) failed:[/]")
-        for inp, msg in failures:
-            console.print(f"  [red]{escape(inp)}[/]: {escape(msg)}", highlight=False)
-    console.print(
-        f"features: [bold]{store_path}[/] (emofeat inspect {store_path})", highlight=False
-    )
 
 
 @cli.command()
@@ -347,13 +167,6 @@ def extract(
     except (ConfigError, UnknownExtractorError) as exc:
         raise click.UsageError(str(exc)) from None
     paths, problems = find_inputs(list(inputs), recursive=not no_recursive)
-    for spec, msg in problems:
-        console.print(f"[red]error[/] {escape(spec)}: {escape(msg)}", highlight=False)
-    try:
-        store = FeatureStore(output, mode="a")
-    except StoreError as exc:
-        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
-        sys.exit(2)
     options = RunOptions(
         overwrite=overwrite,
         workers=workers,
@@ -364,21 +177,15 @@ def extract(
     )
     command = " ".join(shlex.quote(a) for a in ["emofeat", *sys.argv[1:]])
     try:
-        with store, _Progress(len(paths), enabled=not quiet and console.is_terminal) as prog:
-            summary = run(
-                store,
-                paths,
-                jobs,
-                options,
-                problems,
-                progress=prog.update,
-                on_result=prog.finished,
-                command=command,
-            )
+        summary = run_extraction(
+            output, paths, jobs, options, problems, progress=True, bars=not quiet, command=command
+        )
+    except StoreError as exc:  # the store cannot be opened: nothing was run
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
     except EmofeatError as exc:
         console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
-    print_summary(summary, Path(output))
     sys.exit(1 if summary.failed else 0)
 
 
@@ -454,6 +261,8 @@ def plugins_cmd(as_json: bool) -> None:
 @click.option("--log", "show_log", is_flag=True, help="Print the whole run log.")
 def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
     """Show a store: items, extractors, shapes, coverage, provenance, failures."""
+    from emofeat.store import ALIGNMENT_RULE
+
     try:
         store = open_store(store_path)
     except StoreError as exc:
@@ -494,8 +303,15 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
                     "config": (attrs.get("config") or {}).get("settings"),
                     "created": attrs.get("created"),
                     "warnings": attrs.get("warnings") or [],
+                    "alignment": attrs.get("alignment"),
                 }
             )
+    # items aligned under an older alignment rule: the next extract run redoes them
+    stale = [
+        {"key": it["key"], "extractor": it["extractor"], "alignment": it["alignment"]}
+        for it in items
+        if it["status"] == "complete" and it["alignment"] != ALIGNMENT_RULE
+    ]
     log = store.run_log()
     latest: dict[tuple[str, str], dict] = {}
     if len(log):
@@ -512,7 +328,14 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
     if as_json:
         out.print_json(
             json.dumps(
-                {"store": str(store_path), "items": items, "problems": failures, "runs": runs},
+                {
+                    "store": str(store_path),
+                    "items": items,
+                    "problems": failures,
+                    "runs": runs,
+                    "alignment_rule": ALIGNMENT_RULE,
+                    "stale_alignment": stale,
+                },
                 default=str,
             )
         )
@@ -564,6 +387,15 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
         for r in failures:
             ex = f" ({r['extractor']})" if r.get("extractor") else ""
             out.print(escape(f"  {r['status']}: {r['input']}{ex}: {r['message']}"), highlight=False)
+    if stale:
+        rules = ", ".join(sorted({str(s["alignment"] or "not recorded") for s in stale}))
+        out.print(
+            f"[bold yellow]{len(stale)} item(s) aligned under an older rule[/] "
+            + escape(f"({rules}): rerun the extract command to redo them"),
+            highlight=False,
+        )
+        for s in stale:
+            out.print(escape(f"  {s['key']} x {s['extractor']}"), highlight=False)
     if show_log and len(log):
         for rec in log.to_dict("records"):
             out.print(
@@ -806,8 +638,14 @@ def recipe_show(name: str, config: str | None, sets: tuple[str, ...]) -> None:
 @click.option(
     "--features",
     type=click.Path(dir_okay=False),
-    default=None,
-    help="Feature store (feats.h5) written by 'emofeat extract'.",
+    multiple=True,
+    help="Feature store (feats.h5; repeatable). Missing features are extracted into the "
+    "first; default: <out>/features/<root>-<hash>.h5.",
+)
+@click.option(
+    "--no-extract",
+    is_flag=True,
+    help="Never extract: stop at the coverage gate when the stores lack inputs.",
 )
 @click.option("--config", "config", default=None, help="Named config (e.g. sun2024) or YAML file.")
 @click.option(
@@ -833,7 +671,8 @@ def recipe_show(name: str, config: str | None, sets: tuple[str, ...]) -> None:
 def recipe_run(
     name: str,
     data: str | None,
-    features: str | None,
+    features: tuple[str, ...],
+    no_extract: bool,
     config: str | None,
     sets: tuple[str, ...],
     out: str,
@@ -842,13 +681,21 @@ def recipe_run(
     resume: str | None,
     quiet: bool,
 ) -> None:
-    """Train and evaluate recipe NAME; write a self-contained run directory."""
+    """Train and evaluate recipe NAME; write a self-contained run directory.
+
+    \b
+    emofeat recipe run abaw_va --data /data/aff-wild2     # extracts what it needs, then trains
+    emofeat recipe run abaw_expr --data /data/aff-wild2   # reuses the same feature store
+    """
     from emofeat.recipes import run_recipe
 
     overrides: dict[str, Any] = {}
-    for key, value in (("data", data), ("features", features), ("device", device), ("seed", seed)):
+    stores = list(features) if len(features) > 1 else (features[0] if features else None)
+    for key, value in (("data", data), ("features", stores), ("device", device), ("seed", seed)):
         if value is not None:
             overrides[key] = value
+    if no_extract:
+        overrides["extract"] = {"enabled": False}
     run_dir = None
     if resume is not None:
         run_dir = Path(resume)
@@ -897,6 +744,14 @@ def datasets() -> None:
 @click.option(
     "--workers", default=0, show_default=True, help="Processes rendering videos (0 = one per CPU)."
 )
+@click.option(
+    "--crops-layout",
+    type=click.Choice(["flat", "nested"]),
+    default="flat",
+    show_default=True,
+    help="flat: cropped_aligned/<track>; nested: as ABAW6 unpacks, "
+    "cropped_aligned/cropped_aligned/<track> and cropped_aligned/cropped_aligned_new_50_vids/.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def datasets_synth(
     root: str,
@@ -905,6 +760,7 @@ def datasets_synth(
     duration: float,
     split_modalities: bool,
     workers: int,
+    crops_layout: str,
     quiet: bool,
 ) -> None:
     """Write an Aff-Wild2-shaped set with labels planted in faces and voices (docs/synth.md)."""
@@ -933,6 +789,7 @@ def datasets_synth(
                 split_modalities=split_modalities,
                 progress=progress,
                 workers=workers,
+                crops_layout=crops_layout,
             )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
@@ -963,6 +820,88 @@ def datasets_info(root: str, as_json: bool) -> None:
         out.print_json(json.dumps(summary, default=str))
     else:
         out.print(summary)
+
+
+@datasets.command(name="check")
+@click.argument("root", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--features",
+    "features",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Feature store(s) whose items are joined to the tracks (repeatable).",
+)
+@click.option(
+    "--all", "show_all", is_flag=True, help="List every track, not only those with problems."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (every track).")
+def datasets_check(root: str, features: tuple[str, ...], show_all: bool, as_json: bool) -> None:
+    """Check an Aff-Wild2 tree (and stores) track by track before extracting or training.
+
+    Per track: label lines, frames on the engine's frame grid (probed, not decoded), crop
+    images and gaps, stored items and their frame counts, and every mismatch. Exit status 1
+    when any error was found.
+    """
+    from emofeat.datasets.affwild2 import AffWild2
+    from emofeat.datasets.check import check_dataset
+    from emofeat.datasets.join import FeatureIndex
+
+    t0 = time.perf_counter()
+    try:
+        ds = AffWild2(root)
+        index = FeatureIndex([open_store(f) for f in features]) if features else None
+        report = check_dataset(ds, index)
+    except EmofeatError as exc:
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict(), default=str))
+        sys.exit(0 if report.ok else 1)
+    rows = [t for t in report.tracks if show_all or t.errors or t.warnings]
+    if rows:
+        t = Table(show_header=True, header_style="bold", title="tracks")
+        cols = ("track", "task", "split", "labels", "video frames", "crops (gaps)", "items")
+        for col in cols:
+            t.add_column(
+                col, justify="left" if col in ("track", "task", "split", "items") else "right"
+            )
+        t.add_column("problems")
+        for tc in rows:
+            items = ", ".join(f"{d['extractor']} {d['frames']}" for d in tc.items) or "-"
+            problems = [f"[red]error[/] {escape(e)}" for e in tc.errors]
+            problems += [f"[yellow]warning[/] {escape(w)}" for w in tc.warnings]
+            t.add_row(
+                escape(tc.name),
+                tc.task,
+                tc.split,
+                str(tc.label_lines if tc.label_lines is not None else "-"),
+                str(tc.video_frames if tc.video_frames is not None else "-"),
+                f"{tc.crop_images} ({tc.crop_gaps})" if tc.crops else "-",
+                escape(items),
+                "\n".join(problems) or "ok",
+            )
+        out.print(t)
+    summary = report.summary()
+    s = Table(show_header=True, header_style="bold", title=f"{root}: {len(report.tracks)} tracks")
+    for col in ("task/split", "tracks", "label frames", "with errors", "with warnings"):
+        s.add_column(col, justify="left" if col == "task/split" else "right")
+    for key, d in summary["splits"].items():
+        s.add_row(
+            key,
+            str(d["tracks"]),
+            f"{d['label_frames']:,}",
+            str(d["with_errors"]),
+            str(d["with_warnings"]),
+        )
+    out.print(s)
+    for w in report.warnings:
+        console.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
+    verdict = "[green]no errors[/]" if report.ok else f"[red bold]{report.errors} error(s)[/]"
+    console.print(
+        f"{verdict}, {summary['warnings']} warning(s) in {time.perf_counter() - t0:.1f} s",
+        highlight=False,
+    )
+    sys.exit(0 if report.ok else 1)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from emofeat.extractor import AUDIO, FEATURES, VIDEO, Extractor, ExtractorEntry
 from emofeat.media import AudioChunk, Decoder, MediaInfo, VideoChunk, is_image_folder, probe
 from emofeat.models import non_commercial
 from emofeat.store import (
+    ALIGNMENT_RULE,
     FeatureStore,
     ItemWriter,
     StoredInput,
@@ -230,9 +231,13 @@ def _item_config(job: Job) -> dict[str, Any]:
 
 
 def is_unchanged(store: FeatureStore, key: str, job: Job, ident: dict[str, Any]) -> bool:
-    """True when the store holds a complete item made from the same source and config."""
+    """True when the store holds a complete item made from the same source and config, and
+    aligned under the current alignment rule (an item aligned under an older rule is redone).
+    """
     attrs = store.item_attrs(key, job.name)
     if not attrs:
+        return False
+    if attrs.get("alignment") != ALIGNMENT_RULE:
         return False
     if attrs.get("config_hash") != config_hash(_item_config(job)):
         return False

@@ -377,6 +377,82 @@ class _AudioSink:
             yield self._take(self.pending_len)
 
 
+def _is_frame_packet(packet: av.Packet) -> bool:
+    """True for a demuxed video packet that is a row of the frame grid: it has a timestamp
+    and data, and the container does not mark it discarded (before the start of playback).
+
+    Empty packets (e.g. the zero-size chunks an AVI muxer writes for skipped frames, which
+    the AVI header still counts) are not frames.
+    """
+    return packet.pts is not None and bool(packet.size) and not packet.is_discard
+
+
+def _video_origin(vstream: av.video.stream.VideoStream) -> float:
+    """t = 0 of a container input: the video stream's start time in seconds."""
+    return float(vstream.start_time * vstream.time_base) if vstream.start_time else 0.0
+
+
+def _container_grid(pts: list[int], tb: float, origin: float, fps: float | None) -> FrameGrid:
+    """The frame grid of a video container from its frame packets' pts (any order).
+
+    One row per distinct pts; the nominal rate is the container's average rate, else the
+    measured one (30 Hz for a single frame).
+    """
+    starts = np.unique(np.asarray(pts, dtype=np.float64)) * tb - origin
+    rate = fps or (len(starts) / max(starts[-1], 1e-9) if len(starts) > 1 else 30.0)
+    return grid_from_starts(starts, float(rate), "container")
+
+
+def demux_grid(source: str | os.PathLike | MediaInfo, image_fps: float = 30.0) -> FrameGrid:
+    """The frame grid :class:`Decoder` builds for an input, without decoding anything.
+
+    For a video container the packets of the video stream are demuxed (read, not decoded)
+    and every packet with a timestamp and data that the container does not discard is one
+    frame, exactly as the decoder builds its grid; the result equals ``Decoder(info).grid``
+    after iteration, starts, ends and rate included. For an image folder the grid runs to
+    the highest frame number at ``image_fps`` (gaps are rows too).
+
+    Args:
+        source: a path, or a :class:`MediaInfo` from :func:`probe` (saves opening twice).
+        image_fps: frame rate of an image folder when ``source`` is a path.
+
+    Raises:
+        MediaError: the input is unreadable or corrupt, or has no video (an audio file's
+            grid depends on how much audio decodes).
+    """
+    info = source if isinstance(source, MediaInfo) else probe(source, image_fps=image_fps)
+    if info.kind == "images":
+        fps = float(info.fps or 30.0)
+        return grid_from_starts(np.arange(info.n_frames, dtype=np.float64) / fps, fps, "images")
+    if not info.has_video:
+        raise MediaError(info.path, "no video stream (an audio file has no frame grid to count)")
+    container = _open_container(info.path)
+    try:
+        vstream = container.streams.video[0]
+        pts = [p.pts for p in container.demux(vstream) if _is_frame_packet(p)]
+        return _container_grid(pts, float(vstream.time_base), _video_origin(vstream), info.fps)
+    except av.error.FFmpegError as exc:
+        raise MediaError(info.path, f"demuxing failed: the file is corrupt ({exc})") from exc
+    finally:
+        container.close()
+
+
+def count_frames(source: str | os.PathLike | MediaInfo, image_fps: float = 30.0) -> int:
+    """Number of frames of an input as ``emofeat extract`` sees them, without decoding.
+
+    Equals ``len(grid)`` of the :class:`Decoder` (the rows features are aligned to): the
+    video packets that carry a timestamp and data, each distinct timestamp once. This is
+    not the container header's frame count, which may differ: an AVI counts the empty
+    chunks written for skipped frames (a 6 fps AVI may declare 13 frames and hold 12),
+    and Matroska declares none. Demux only: fast enough for hundreds of videos.
+
+    0 when the video stream holds no frame packets (the decoder refuses such a file).
+    Image folders: the highest frame number. Raises :class:`MediaError` as
+    :func:`demux_grid` does.
+    """
+    return len(demux_grid(source, image_fps=image_fps))
+
+
 def _decode_packet(packet: av.Packet) -> list | None:
     """Frames of one packet, or None when FFmpeg cannot decode it (counted, then skipped)."""
     try:
@@ -494,7 +570,7 @@ class Decoder:
         if vstream is not None:
             vstream.thread_type = "AUTO"
             tb = float(vstream.time_base)
-            origin = float(vstream.start_time * vstream.time_base) if vstream.start_time else 0.0
+            origin = _video_origin(vstream)
         else:
             tb = 0.0
             st = container.streams.audio[0]
@@ -521,9 +597,7 @@ class Decoder:
         try:
             for packet in container.demux(*streams):
                 if packet.stream is vstream:
-                    # packets the container marks as discarded (before the start of
-                    # playback) are not frames of the video
-                    if packet.pts is not None and packet.size and not packet.is_discard:
+                    if _is_frame_packet(packet):
                         if pts_list and packet.pts < pts_list[-1]:
                             bisect.insort(pts_list, packet.pts)
                         else:
@@ -562,10 +636,8 @@ class Decoder:
     def _finish_grid(self, pts_list, tb, origin, sinks) -> None:
         info = self.info
         if info.has_video:
-            starts = np.unique(np.asarray(pts_list, dtype=np.float64)) * tb - origin
-            fps = info.fps or (len(starts) / max(starts[-1], 1e-9) if len(starts) > 1 else 30.0)
-            self.grid = grid_from_starts(starts, float(fps), "container")
-            decoded = float(self.grid.ends[-1]) if len(starts) else 0.0
+            self.grid = _container_grid(pts_list, tb, origin, info.fps)
+            decoded = float(self.grid.ends[-1]) if len(self.grid) else 0.0
         else:
             if sinks:
                 decoded = sinks[0].emitted / sinks[0].rate

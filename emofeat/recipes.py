@@ -50,6 +50,8 @@ class Recipe:
         defaults: the default configuration (a mapping, or a YAML file path).
         configs: named configurations (``--config NAME``): name -> YAML file path or
             mapping, merged over the defaults.
+        open_sections: dotted paths (``"extract.settings"``) below which any key is
+            accepted; everywhere else an unknown key is an error.
         plugin: set by the registry: the plugin that registered the recipe.
         version: the recipe's own version (recorded in ``run.json``).
     """
@@ -61,6 +63,9 @@ class Recipe:
     configs: dict[str, Path | dict[str, Any]] = field(default_factory=dict)
     plugin: str = ""
     version: str = "0"
+    #: dotted paths of free-form sections: any keys below them are accepted (for example
+    #: per-extractor settings, whose keys the extractors check themselves)
+    open_sections: tuple[str, ...] = ()
 
     def default_config(self) -> dict[str, Any]:
         """The defaults as a fresh mapping."""
@@ -140,21 +145,36 @@ def get_recipe(name: str) -> Recipe:
     return found[name]
 
 
-def deep_merge(base: dict[str, Any], over: dict[str, Any], where: str = "") -> dict[str, Any]:
+def _is_open(dotted: str, open_sections: tuple[str, ...]) -> bool:
+    """True when ``dotted`` (a section path, ``a.b.``) lies inside a free-form section."""
+    return any(dotted == f"{o}." or dotted.startswith(f"{o}.") for o in open_sections)
+
+
+def deep_merge(
+    base: dict[str, Any],
+    over: dict[str, Any],
+    where: str = "",
+    open_sections: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """``over`` merged into a copy of ``base``; keys must exist in ``base``.
 
-    A mapping in ``base`` whose value is ``{}`` accepts any keys (free-form sections).
+    A mapping in ``base`` whose value is ``{}``, and every mapping inside one of
+    ``open_sections``, accepts any keys (free-form sections).
     """
     out = copy.deepcopy(base)
     for key, value in over.items():
         dotted = f"{where}{key}"
         if key not in out:
-            if base or where == "":
+            if (base or where == "") and not _is_open(where, open_sections):
                 known = ", ".join(sorted(base)) or "none"
                 raise ConfigError(f"unknown config key {dotted!r} (known here: {known})")
             out[key] = copy.deepcopy(value)
         elif isinstance(out[key], dict) and isinstance(value, dict):
-            out[key] = deep_merge(out[key], value, dotted + ".") if out[key] else dict(value)
+            out[key] = (
+                deep_merge(out[key], value, dotted + ".", open_sections)
+                if out[key]
+                else dict(value)
+            )
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -192,8 +212,15 @@ def _coerce(dotted: str, text: str, default: Any) -> Any:
     return value
 
 
-def apply_sets(config: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Apply ``dotted.key=value`` overrides (checked against the keys ``config`` has)."""
+def apply_sets(
+    config: dict[str, Any],
+    sets: list[str] | tuple[str, ...],
+    open_sections: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (checked against the keys ``config`` has).
+
+    Inside ``open_sections`` missing mappings are created and any key is accepted.
+    """
     out = copy.deepcopy(config)
     for item in sets:
         if "=" not in item:
@@ -204,13 +231,15 @@ def apply_sets(config: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dic
             raise ConfigError(f"--set {item!r}: empty key")
         node = out
         for i, part in enumerate(parts[:-1]):
+            if part not in node and _is_open(".".join(parts[:i]) + ".", open_sections):
+                node[part] = {}
             if not isinstance(node.get(part), dict):
                 raise ConfigError(
                     f"unknown config key {'.'.join(parts[: i + 1])!r} in --set {item!r}"
                 )
             node = node[part]
         last = parts[-1]
-        if last not in node and node:
+        if last not in node and node and not _is_open(".".join(parts[:-1]) + ".", open_sections):
             known = ", ".join(sorted(node))
             raise ConfigError(f"unknown config key {dotted!r} (known here: {known})")
         node[last] = _coerce(dotted, text, node.get(last))
@@ -235,10 +264,10 @@ def resolve_config(
             raise ConfigError(
                 f"--config {config}: neither a named config of {recipe.name} ({named}) nor a file"
             )
-        resolved = deep_merge(resolved, layer)
+        resolved = deep_merge(resolved, layer, open_sections=recipe.open_sections)
     if overrides:
-        resolved = deep_merge(resolved, overrides)
-    return apply_sets(resolved, sets)
+        resolved = deep_merge(resolved, overrides, open_sections=recipe.open_sections)
+    return apply_sets(resolved, sets, recipe.open_sections)
 
 
 def new_run_dir(out: Path, name: str) -> Path:

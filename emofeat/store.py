@@ -46,7 +46,11 @@ from emofeat.timeline import align_to_frames, gather_rows
 
 FORMAT_NAME = "emofeat-store"
 FORMAT_VERSION = 1
-ALIGNMENT_RULE = "nearest-centre-covering-v1"
+ALIGNMENT_RULE = "nearest-centre-covering-v2"
+"""Name of the alignment rule (:mod:`emofeat.timeline`) recorded in every item file as its
+``alignment`` attribute; renamed whenever the rule changes the stored aligned views, so that
+``emofeat extract`` redoes items aligned under an older rule. v1: ties went to the earlier
+row even when it did not cover the frame; v2: a covering row wins the tie."""
 _STR = h5py.string_dtype("utf-8")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
 
@@ -630,6 +634,32 @@ class FeatureStore:
         except (KeyError, OSError):
             return None
 
+    def catalog(self) -> list[ItemInfo]:
+        """Every complete item with what identifies it, opening the index and each item once.
+
+        Unreadable or incomplete items are left out (``emofeat inspect`` reports them).
+        """
+        out: list[ItemInfo] = []
+        with self._index() as f:
+            links = [
+                (key, ex, f["items"][key].get(ex, getlink=True))
+                for key in f["items"].keys()
+                for ex in f["items"][key].keys()
+            ]
+        for key, ex, link in links:
+            path = (self.path.parent / link.filename).resolve()
+            try:
+                with h5py.File(path, "r") as item:
+                    if not item.attrs.get("complete", False):
+                        continue
+                    attrs = _decode_attrs(item.attrs)
+                    names = tuple(sorted(n for n in item.keys() if n != "frames"))
+                    n = int(item["frames/times"].shape[0]) if "frames/times" in item else 0
+            except OSError:
+                continue
+            out.append(ItemInfo(self, key, ex, names, n, attrs))
+        return out
+
     def streams(self, key: str, extractor: str) -> list[str]:
         """Stream names of an item."""
         with h5py.File(self._item_file(key, extractor), "r") as f:
@@ -721,6 +751,43 @@ class FeatureStore:
                 continue
         files.update(extra or {})
         return StoredInput(key, files)
+
+
+@dataclass(frozen=True, eq=False)
+class ItemInfo:
+    """One stored item as listed by :meth:`FeatureStore.catalog`.
+
+    Attributes:
+        store: the store holding it.
+        key: the input's key.
+        extractor: extractor name.
+        streams: stream names.
+        n_frames: frames of the input's frame grid (rows of every aligned view).
+        attrs: provenance attributes (``source``, ``media``, ``config``, ``created``, ...).
+    """
+
+    store: FeatureStore
+    key: str
+    extractor: str
+    streams: tuple[str, ...]
+    n_frames: int
+    attrs: dict[str, Any]
+
+    @property
+    def source(self) -> Path | None:
+        """The input file or image folder the item was made from, as recorded."""
+        path = (self.attrs.get("source") or {}).get("path")
+        return Path(path) if path else None
+
+    @property
+    def kind(self) -> str:
+        """``"video"``, ``"audio"`` or ``"images"`` (an image-sequence folder)."""
+        return str((self.attrs.get("media") or {}).get("kind") or "")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The extractor settings the item was made with."""
+        return dict((self.attrs.get("config") or {}).get("settings") or {})
 
 
 class StoredInput:

@@ -33,16 +33,18 @@ ABAW_VA = Recipe(
     description="ABAW valence-arousal: temporal + fusion models on stored features (mean CCC)",
     run=_run_va,
     defaults=CONFIGS / "abaw_va.yaml",
-    configs={"sun2024": CONFIGS / "sun2024.yaml", "quick": CONFIGS / "quick.yaml"},
+    configs={"sun2024": CONFIGS / "sun2024_va.yaml", "quick": CONFIGS / "quick.yaml"},
     version=VERSION,
+    open_sections=("extract.settings",),
 )
 ABAW_EXPR = Recipe(
     name="abaw_expr",
     description="ABAW expression (8 classes): temporal + fusion models on stored features (F1)",
     run=_run_expr,
     defaults=CONFIGS / "abaw_expr.yaml",
-    configs={"sun2024": CONFIGS / "sun2024.yaml", "quick": CONFIGS / "quick.yaml"},
+    configs={"sun2024": CONFIGS / "sun2024_expr.yaml", "quick": CONFIGS / "quick.yaml"},
     version=VERSION,
+    open_sections=("extract.settings",),
 )
 
 

@@ -19,15 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from emofeat.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2
+from emofeat.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2, Track
+from emofeat.datasets.join import FeatureIndex
 from emofeat.metrics import ccc, expr_f1, va_score
 from emofeat.recipes import RecipeError, RecipeRun
 from emofeat.store import open_store
 from emofeat_recipes import fusion as fusion_mod
 from emofeat_recipes.data import (
     EpochLoader,
+    StreamRef,
     TrackData,
     WindowSet,
+    coverage,
     load_split,
     normalise,
     resolve_inputs,
@@ -35,6 +38,7 @@ from emofeat_recipes.data import (
 from emofeat_recipes.kelm import search_c, window_functionals
 from emofeat_recipes.losses import build_loss
 from emofeat_recipes.models import MODEL_KEYS, build_model
+from emofeat_recipes.plan import Plan, build_plan, default_store, run_plan
 from emofeat_recipes.postprocess import search_smoothing, smooth
 from emofeat_recipes.submission import write_submission
 from emofeat_recipes.train import TrainConfig, Trainer, set_seed
@@ -426,21 +430,80 @@ def run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
             pkg.removeHandler(h)
 
 
+def _store_paths(ctx: RecipeRun) -> tuple[list[Path], Path]:
+    """The configured stores, and the one that missing features are extracted into."""
+    cfg = ctx.config
+    given = cfg.get("features")
+    paths = [Path(p).expanduser() for p in ([given] if isinstance(given, str) else given or [])]
+    target = paths[0] if paths else default_store(ctx.run_dir.parent, cfg["data"], cfg["extract"])
+    return paths or [target], target
+
+
+def _open_index(paths: list[Path]) -> FeatureIndex:
+    return FeatureIndex([open_store(p) for p in paths if p.exists()])
+
+
+def _labelled_frames(ds: AffWild2, task: str, tracks: list[Track], n_test: dict[str, int]):
+    out: dict[str, int] = {}
+    for t in tracks:
+        if t.annotation is not None:
+            out[t.name] = int(ds.labels(t).valid.sum())
+        else:
+            out[t.name] = int(n_test.get(t.name, 0))
+    return out
+
+
+def _coverage_table(cov: dict[str, dict[str, Any]], refs: dict[str, list[StreamRef]]) -> list[str]:
+    ids = ", ".join(r.id for rs in refs.values() for r in rs)
+    lines = [f"coverage of the inputs ({ids}):"]
+    lines.append(
+        f"  {'split':<11}{'tracks':>8}{'with all':>10}{'frames':>11}{'with all':>11}{'':>9}"
+    )
+    for split, c in cov.items():
+        lines.append(
+            f"  {split:<11}{c['tracks']:>8}{c['tracks_covered']:>10}{c['frames']:>11,}"
+            f"{c['frames_covered']:>11,}{c['coverage']:>9.1%}"
+        )
+    return lines
+
+
+def _fill_command(ctx: RecipeRun, target: Path, plan: Plan) -> str:
+    cfg = ctx.config
+    name = ctx.recipe.name
+    if not cfg["extract"]["enabled"]:
+        return (
+            f"emofeat recipe run {name} --data {cfg['data']} --features {target} "
+            "(without --no-extract: it extracts what is missing)"
+        )
+    cmds = []
+    for step in plan.steps:
+        if not step.inputs:
+            continue
+        sets = " ".join(
+            f"--set {ex}.{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+            for ex, kv in step.settings.items()
+            for k, v in kv.items()
+        )
+        shown = " ".join(str(p) for p in step.inputs[:2])
+        more = f" ... ({len(step.inputs)} inputs)" if len(step.inputs) > 2 else ""
+        cmds.append(
+            f"emofeat extract -p {' -p '.join(step.extractors)} {sets} {shown}{more} -o {target}"
+        )
+    if plan.unplannable:
+        cmds.append("see 'cannot plan' above")
+    return "; ".join(cmds) or f"emofeat recipe run {name} --data {cfg['data']}"
+
+
 def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     cfg = ctx.config
     log = ctx.log
-    for key in ("data", "features"):
-        if not cfg.get(key):
-            raise RecipeError(f"--{key} is required (or set '{key}' in the config)")
+    if not cfg.get("data"):
+        raise RecipeError("--data is required (or set 'data' in the config): the Aff-Wild2 root")
     set_seed(int(cfg["seed"]), deterministic=True)
     t0 = time.perf_counter()
     ds = AffWild2(cfg["data"])
-    store = open_store(cfg["features"])
-    refs = resolve_inputs(store, cfg["inputs"])
-    log.info(
-        "inputs: %s",
-        {m: [r.id for r in rs] for m, rs in refs.items()},
-    )
+    for w in ds.warnings:
+        log.warning("dataset: %s", w)
     train_t = ds.tracks(task, "train")
     dev_t = ds.tracks(task, "validation")
     if not train_t or not dev_t:
@@ -449,14 +512,74 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
             f"(found {len(train_t)} and {len(dev_t)})"
         )
     test_t = ds.test_tracks(task)
-    fps = float(cfg["fps"])
-    train = load_split(ds, store, train_t, refs, fps, log)
-    dev = load_split(ds, store, dev_t, refs, fps, log)
     # test tracks have no labels: their length is the number of template rows
     n_test: dict[str, int] = {}
     for name, frame in ds.test_rows(task) if test_t else []:
         n_test[name] = max(n_test.get(name, 0), int(frame))
-    test = load_split(ds, store, test_t, refs, fps, log, n_frames=n_test) if test_t else []
+
+    # ---- the stores, and what they lack (extracted now unless --no-extract)
+    paths, target = _store_paths(ctx)
+    ec = cfg["extract"]
+    for p in paths:
+        if not p.exists() and not (ec["enabled"] and p == target):
+            raise RecipeError(f"--features {p}: no such store")
+    index = _open_index(paths)
+    plan = build_plan(ds, index, [*train_t, *dev_t, *test_t], cfg["inputs"], ec, target)
+    for line in plan.describe():
+        log.info("%s", line)
+    if not plan.empty and ec["enabled"]:
+        failures = run_plan(
+            plan,
+            log,
+            device=ec.get("device") or cfg["device"],
+            workers=int(ec.get("workers") or 1),
+            threads=int(ec.get("threads") or 0) or None,
+            progress=not ctx.quiet,
+        )
+        for f in failures[:20]:
+            log.warning("extraction failed: %s", f)
+        if len(failures) > 20:
+            log.warning("... and %d more extraction failures", len(failures) - 20)
+        index = _open_index(paths)
+    elif not plan.empty:
+        log.warning("extraction disabled (--no-extract): the missing inputs stay missing")
+    if not index.stores:
+        raise RecipeError(f"no feature store: {', '.join(map(str, paths))} does not exist")
+    refs = resolve_inputs(index, cfg["inputs"])
+    log.info("inputs: %s from %s", {m: [r.id for r in rs] for m, rs in refs.items()}, paths)
+
+    # ---- the coverage gate: never train on a sliver of the data
+    splits = {"train": train_t, "validation": dev_t, "test": test_t}
+    frames = _labelled_frames(ds, task, [*train_t, *dev_t, *test_t], n_test)
+    cov = coverage(index, splits, refs, frames)
+    for line in _coverage_table(cov, refs):
+        log.info("%s", line)
+    (ctx.run_dir / "coverage.json").write_text(json.dumps(cov, indent=2))
+    need = float(cfg["min_coverage"])
+    low = {s: c for s, c in cov.items() if c["tracks"] and c["coverage"] < need}
+    missing_all = {t: m for c in cov.values() for t, m in c["missing"].items()}
+    if low:
+        names = list(missing_all)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise RecipeError(
+            "coverage below min_coverage="
+            + f"{need:.2f}: "
+            + ", ".join(f"{s} {c['coverage']:.1%}" for s, c in low.items())
+            + f" of the labelled frames have every input. {len(names)} tracks lack inputs "
+            + f"({shown}). Fill them with: {_fill_command(ctx, target, plan)} "
+            + "(or lower min_coverage with --set min_coverage=...)"
+        )
+    if missing_all:
+        log.warning(
+            "%d tracks lack some inputs (their frames are masked): %s",
+            len(missing_all),
+            ", ".join(list(missing_all)[:10]),
+        )
+
+    fps = float(cfg["fps"])
+    train = load_split(ds, index, train_t, refs, fps, log)
+    dev = load_split(ds, index, dev_t, refs, fps, log)
+    test = load_split(ds, index, test_t, refs, fps, log, n_frames=n_test) if test_t else []
     missing = {
         td.track.name: td.missing for group in (train, dev, test) for td in group if td.missing
     }
@@ -546,6 +669,8 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     metrics["best"] = best
     metrics["best_score"] = main_score(task, metrics["models"][best]["smoothed"])
     metrics["missing_features"] = missing
+    metrics["coverage"] = cov
+    metrics["stores"] = [str(p) for p in paths]
     metrics["inputs"] = {m: [r.id for r in rs] for m, rs in refs.items()}
     metrics["tracks"] = {"train": len(train), "validation": len(dev), "test": len(test)}
     log.info("best on validation: %s = %.4f", best, metrics["best_score"])

@@ -1,11 +1,11 @@
-"""From a feature store and an Aff-Wild2 tree to per-track arrays and training windows.
+"""From feature stores and an Aff-Wild2 tree to per-track arrays and training windows.
 
-The join: a track's features are looked up in the store under the track's own name first
-(image folders such as ``cropped_aligned/<track>`` are stored under that name), then under
-its raw video's stem (videos are stored under their file stem; ``_left``/``_right`` tracks
-and the irregular pairs share one video). Row ``j`` of an item's frame-aligned view is video
-frame ``j`` (0-based), which is label line ``j + 1``; image folders are aligned the same way
-(image ``00001.jpg`` is row 0, missing images are masked rows).
+The join: a track finds its items by identity, not by store key
+(:class:`emofeat.datasets.join.FeatureIndex`: the crop folder's name, the raw video's stem,
+the source path every item records; faces of two-person videos by subject). Row ``j`` of an
+item's frame-aligned view is video frame ``j`` (0-based), which is label line ``j + 1``;
+image folders are aligned the same way (image ``00001.jpg`` is row 0, missing images are
+masked rows).
 
 Everything is resampled to the target rate (paper: 5 fps) as soon as it is read, so memory
 holds only the frames a model sees.
@@ -23,7 +23,7 @@ import torch
 
 from emofeat import get_extractors
 from emofeat.datasets.affwild2 import AffWild2, Labels, Track
-from emofeat.store import FeatureStore
+from emofeat.datasets.join import FeatureIndex
 from emofeat_recipes.windows import fit_normaliser, make_windows, resample_indices
 
 # the stream a bare extractor name stands for, by preference
@@ -45,31 +45,32 @@ class StreamRef:
         return f"{self.extractor}.{self.stream}"
 
 
-def _pick_stream(store: FeatureStore, extractor: str) -> str | None:
-    for key in store.items():
-        if extractor in store.extractors(key):
-            names = store.streams(key, extractor)
-            for pref in DEFAULT_STREAMS:
-                if pref in names:
-                    return pref
-            return names[0] if names else None
-    return None
+def _pick_stream(index: FeatureIndex, extractor: str) -> str | None:
+    names = index.streams(extractor)
+    for pref in DEFAULT_STREAMS:
+        if pref in names:
+            return pref
+    return names[0] if names else None
 
 
-def resolve_inputs(store: FeatureStore, inputs: dict[str, list[str]]) -> dict[str, list[StreamRef]]:
+def resolve_inputs(index: FeatureIndex, inputs: dict[str, list[str]]) -> dict[str, list[StreamRef]]:
     """Which stored streams feed which modality.
 
     Args:
+        index: the stores' items.
         inputs: ``{"video": [...], "audio": [...]}``; each entry ``EXTRACTOR`` or
             ``EXTRACTOR.STREAM``. An empty list means: every stored extractor of that
             modality (video: face embeddings; audio: PDEM or openSMILE LLDs).
 
     Raises:
-        RecipeError: a named extractor or stream is not in the store.
+        RecipeError: a stream is not in the stores' items of its extractor, or an extractor
+            named without a stream is in no store (an ``EXTRACTOR.STREAM`` that no store
+            holds is kept: the coverage gate reports the tracks that lack it).
     """
     from emofeat.recipes import RecipeError
 
-    stored = sorted({ex for key in store.items() for ex in store.extractors(key)})
+    stored = index.extractors
+    where = ", ".join(str(s.path) for s in index.stores)
     registered = get_extractors()
     out: dict[str, list[StreamRef]] = {}
     for modality in ("video", "audio"):
@@ -85,18 +86,27 @@ def resolve_inputs(store: FeatureStore, inputs: dict[str, list[str]]) -> dict[st
         refs = []
         for name in names:
             ex, _, stream = str(name).partition(".")
+            if ex not in stored and stream:
+                # named in full: every track lacks it, which the coverage gate reports
+                refs.append(StreamRef(ex, stream, modality))
+                continue
             if ex not in stored:
                 raise RecipeError(
-                    f"inputs.{modality}: no {ex!r} items in {store.path} "
+                    f"inputs.{modality}: no {ex!r} items in {where} "
                     f"(stored extractors: {', '.join(stored) or 'none'})"
                 )
-            stream = stream or _pick_stream(store, ex) or ""
+            stream = stream or _pick_stream(index, ex) or ""
+            if stream not in index.streams(ex):
+                raise RecipeError(
+                    f"inputs.{modality}: {ex!r} items in {where} have no stream {stream!r} "
+                    f"(they have: {', '.join(index.streams(ex))})"
+                )
             refs.append(StreamRef(ex, stream, modality))
         if refs:
             out[modality] = refs
     if not out:
         raise RecipeError(
-            f"{store.path}: no usable feature streams (stored: {', '.join(stored) or 'none'}); "
+            f"{where}: no usable feature streams (stored: {', '.join(stored) or 'none'}); "
             "set inputs.video / inputs.audio"
         )
     return out
@@ -130,33 +140,15 @@ class TrackData:
     missing: list[str] = field(default_factory=list)
 
 
-def _item_key(store: FeatureStore, track: Track, ref: StreamRef, keys: set[str]) -> str | None:
-    """The store key holding ``ref`` for ``track``: its own name first, then its video's."""
-    candidates = [track.name, track.video_name]
-    if track.video is not None:
-        candidates.append(track.video.stem)
-    for key in candidates:
-        # a crop folder and a video can share a key; the stream decides which item is meant
-        if (
-            key in keys
-            and ref.extractor in store.extractors(key)
-            and ref.stream in store.streams(key, ref.extractor)
-        ):
-            return key
-    return None
-
-
 def load_track(
     ds: AffWild2,
-    store: FeatureStore,
+    index: FeatureIndex,
     track: Track,
     refs: dict[str, list[StreamRef]],
     target_fps: float,
     n_frames: int | None = None,
-    keys: set[str] | None = None,
 ) -> TrackData:
     """Read one track's streams and labels, resampled to ``target_fps``."""
-    keys = keys if keys is not None else set(store.items())
     labels = None
     if track.annotation is not None:
         labels = ds.labels(track)
@@ -172,13 +164,13 @@ def load_track(
         parts = []
         valid = np.ones(len(idx), dtype=bool)
         for ref in rs:
-            key = _item_key(store, track, ref, keys)
-            if key is None:
+            item = index.lookup(track, ref.extractor, ref.stream, ref.modality)
+            if item is None:
                 missing.append(ref.id)
                 parts.append(None)
                 valid[:] = False
                 continue
-            sd = store.read(key, ref.extractor, ref.stream, aligned=True)
+            sd = item.store.read(item.key, ref.extractor, ref.stream, aligned=True)
             data = np.asarray(sd.data, dtype=np.float32)
             m = np.asarray(sd.mask, dtype=bool)
             # label length and video length may differ by a frame or two: frames past the
@@ -193,7 +185,7 @@ def load_track(
         dims = [p.shape[1] for p in parts if p is not None]
         if len(dims) < len(parts):
             # a stream is missing for this track: its columns are zeros and the rows invalid
-            widths = [_stream_width(store, r) for r in rs]
+            widths = [_stream_width(index, r) for r in rs]
             parts = [
                 p if p is not None else np.zeros((len(idx), w), np.float32)
                 for p, w in zip(parts, widths, strict=True)
@@ -207,24 +199,16 @@ def load_track(
     return td
 
 
-_WIDTHS: dict[tuple[str, str, str], int] = {}
-
-
-def _stream_width(store: FeatureStore, ref: StreamRef) -> int:
-    k = (str(store.path), ref.extractor, ref.stream)
-    if k not in _WIDTHS:
-        for key in store.items():
-            if ref.extractor in store.extractors(key):
-                _WIDTHS[k] = len(store.read(key, ref.extractor, ref.stream).labels)
-                break
-        else:
-            _WIDTHS[k] = 0
-    return _WIDTHS[k]
+def _stream_width(index: FeatureIndex, ref: StreamRef) -> int:
+    for item in index.items(ref.extractor):
+        if ref.stream in item.streams:
+            return len(item.store.read(item.key, ref.extractor, ref.stream).labels)
+    return 0
 
 
 def load_split(
     ds: AffWild2,
-    store: FeatureStore,
+    index: FeatureIndex,
     tracks: list[Track],
     refs: dict[str, list[StreamRef]],
     target_fps: float,
@@ -232,13 +216,59 @@ def load_split(
     n_frames: dict[str, int] | None = None,
 ) -> list[TrackData]:
     """:func:`load_track` for every track; tracks lacking a stream are reported in ``log``."""
-    keys = set(store.items())
     out = []
     for t in tracks:
-        td = load_track(ds, store, t, refs, target_fps, (n_frames or {}).get(t.name), keys)
+        td = load_track(ds, index, t, refs, target_fps, (n_frames or {}).get(t.name))
         if td.missing and log is not None:
             log.warning("track %s: no stored features for %s", t.name, ", ".join(td.missing))
         out.append(td)
+    return out
+
+
+def coverage(
+    index: FeatureIndex,
+    splits: dict[str, list[Track]],
+    refs: dict[str, list[StreamRef]],
+    frames: dict[str, int],
+) -> dict[str, dict[str, Any]]:
+    """Per split: tracks and labelled frames, and how many have every configured input.
+
+    Args:
+        index: the stores' items.
+        splits: split name -> tracks.
+        refs: the resolved inputs.
+        frames: track name -> its labelled frames (valid label lines; test: template rows).
+
+    Returns:
+        split -> ``{"tracks", "frames", "tracks_covered", "frames_covered", "coverage",
+        "missing": {track: [stream ids]}}``; ``coverage`` is the fraction of labelled frames
+        whose track has every input (1.0 for a split without frames).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for split, tracks in splits.items():
+        missing: dict[str, list[str]] = {}
+        total = covered = 0
+        for t in tracks:
+            n = int(frames.get(t.name, 0))
+            total += n
+            lack = [
+                r.id
+                for rs in refs.values()
+                for r in rs
+                if index.lookup(t, r.extractor, r.stream, r.modality) is None
+            ]
+            if lack:
+                missing[t.name] = lack
+            else:
+                covered += n
+        out[split] = {
+            "tracks": len(tracks),
+            "frames": total,
+            "tracks_covered": len(tracks) - len(missing),
+            "frames_covered": covered,
+            "coverage": covered / total if total else 1.0,
+            "missing": missing,
+        }
     return out
 
 

@@ -3,8 +3,8 @@
 # Works offline once the Python packages are installed (no model download needed).
 #
 #   bash scripts/demo.sh            # the feature extraction demo (about a minute)
-#   bash scripts/demo.sh recipes    # synthetic Aff-Wild2 set -> extract -> both ABAW recipes
-#                                   # (about 3 minutes on an idle 2-core machine)
+#   bash scripts/demo.sh recipes    # synthetic Aff-Wild2 set -> both ABAW recipes, one command
+#                                   # each (about 2 minutes on an idle 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,19 +12,13 @@ emofeat=.venv/bin/emofeat
 
 if [ "${1:-}" = "recipes" ]; then
   data=demo/affwild2
-  feats=demo/affwild2-feats.h5
   # an Aff-Wild2-shaped tree whose labels follow what the faces and voices show
-  $emofeat datasets synth "$data" --videos 24 --duration 12
-  # face expression net (MIT, fetched from npm on first use) on the cropped_aligned folders
-  $emofeat extract --plugin face_expr "$data"/cropped_aligned/* -o "$feats"
-  # eGeMAPS LLDs of the videos' audio, and their 1 s sliding-window mean and std
-  $emofeat extract --plugin egemaps --set egemaps.functionals=false "$data/videos" -o "$feats"
-  $emofeat extract --plugin functionals --set functionals.source=egemaps.lld \
-    --set functionals.win=1.0 --set functionals.hop=0.2 --set functionals.stats=mean,std \
-    "$data/videos" -o "$feats"
+  [ -d "$data" ] || $emofeat datasets synth "$data" --videos 16
+  $emofeat datasets check "$data"
+  # one command per track: plan, extract what is missing (face expression net on the crops,
+  # eGeMAPS statistics of the voices) into demo/runs/features/, train, score, submit
   for recipe in abaw_va abaw_expr; do
-    $emofeat recipe run "$recipe" --data "$data" --features "$feats" -o demo/runs \
-      --config quick --set inputs.audio=functionals.egemaps.lld
+    $emofeat recipe run "$recipe" --data "$data" -o demo/runs
   done
   echo
   echo "Runs are in $(pwd)/demo/runs/: metrics.json, plots/, predictions/, submission/."

@@ -120,7 +120,7 @@ def build_synth_features(
     ]  # fmt: skip
     for step in steps:
         res = run_cli(
-            "extract", "-q", "--threads", "2", *step, "-o", str(store), env=env, timeout=900
+            "extract", "-q", "--threads", "1", *step, "-o", str(store), env=env, timeout=900
         )
         assert res.returncode == 0, res.stderr
     return data, store

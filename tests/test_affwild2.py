@@ -347,3 +347,201 @@ def test_reads_the_synthetic_generator_tree(tmp_path):
         rows = ds.test_rows(task)
         names = [t.name for t in ds.test_tracks(task)]
         assert sorted({r[0] for r in rows}) == names
+
+
+# -- crop layouts ----------------------------------------------------------------------------
+
+
+def crops(folder: Path, n: int = 4, missing=()) -> Path:
+    return write_image_sequence(folder, n_frames=n, size=(16, 16), missing=missing)
+
+
+def test_nested_abaw6_crops_with_a_duplicate_track(tmp_path):
+    """ROOT/cropped_aligned/{cropped_aligned,cropped_aligned_new_50_vids}/<track> as ABAW6
+    unpacks; a track in both folders: the first (cropped_aligned proper) wins, reported."""
+    build_tree(tmp_path)
+    outer = tmp_path / "cropped_aligned"
+    # no 00001.jpg: found by peeking at the folder's entries
+    crops(outer / "cropped_aligned" / "video5_left", n=6, missing=(1, 2))
+    crops(outer / "cropped_aligned_new_50_vids" / "video5_right", n=5)
+    crops(outer / "cropped_aligned_new_50_vids" / "video5_left", n=3)  # duplicate
+    crops(tmp_path / "cropped" / "10-60-1280x720")  # unaligned crops: never used
+    crops(outer / "cropped" / "video2")  # unaligned, even inside a crop root
+    ds = AffWild2(tmp_path)
+    left, right = ds.tracks("VA", "train")
+    assert left.crops == outer / "cropped_aligned" / "video5_left"
+    assert right.crops == outer / "cropped_aligned_new_50_vids" / "video5_right"
+    np.testing.assert_array_equal(ds.crop_frames(left), [3, 4, 5, 6])
+    assert ds.crop_frames("10-60-1280x720").size == 0
+    assert ds.crop_frames("video2").size == 0
+    assert set(ds.crop_dirs) == {"video5_left", "video5_right"}
+    # the real crop roots, in precedence order (not the outer cropped_aligned)
+    assert ds.crop_roots == [outer / "cropped_aligned", outer / "cropped_aligned_new_50_vids"]
+    dup = [w for w in ds.warnings if "video5_left" in w]
+    assert len(dup) == 1 and len(ds.warnings) == 1
+    assert str(outer / "cropped_aligned" / "video5_left") in dup[0]
+    assert str(outer / "cropped_aligned_new_50_vids" / "video5_left") in dup[0]
+    summary = ds.summary()
+    assert summary["crop_folders"] == [str(p) for p in ds.crop_roots]
+    # track folders each root holds (the duplicate included)
+    assert list(summary["crop_folder_tracks"].values()) == [1, 2]
+    assert summary["crop_tracks"] == 2
+    assert summary["tracks_without_crops"] == {
+        "VA/validation": ["10-60-1280x720"],
+        "EXPR/train": ["video2"],
+        "EXPR/validation": ["video2_left"],
+    }
+
+
+def test_batch_folder_crops(tmp_path):
+    build_tree(tmp_path)
+    crops(tmp_path / "batch1" / "cropped_aligned" / "video5_left")
+    crops(tmp_path / "batch2" / "cropped_aligned_new_50_vids" / "video5_right")
+    crops(tmp_path / "batch2" / "cropped" / "10-60-1280x720")  # unaligned: ignored
+    ds = AffWild2(tmp_path)
+    assert ds.crop_dirs == {
+        "video5_left": tmp_path / "batch1/cropped_aligned/video5_left",
+        "video5_right": tmp_path / "batch2/cropped_aligned_new_50_vids/video5_right",
+    }
+    assert ds.crop_roots == [
+        tmp_path / "batch1/cropped_aligned",
+        tmp_path / "batch2/cropped_aligned_new_50_vids",
+    ]
+    assert ds.tracks("VA", "validation")[0].crops is None
+    assert ds.warnings == []
+
+
+def test_crop_root_precedence(tmp_path):
+    """cropped_aligned proper before the extra folders, then shallower before deeper."""
+    build_tree(tmp_path)
+    flat = crops(tmp_path / "cropped_aligned" / "video5_left")
+    crops(tmp_path / "copy" / "cropped_aligned" / "cropped_aligned" / "video5_left")
+    extra = crops(tmp_path / "cropped_aligned_new_50_vids" / "video2")
+    deep = crops(tmp_path / "copy" / "cropped_aligned" / "cropped_aligned" / "video2")
+    # a folder of track folders inside a crop root is another crop root
+    grouped = crops(tmp_path / "cropped_aligned" / "group" / "video5_right")
+    ds = AffWild2(tmp_path)
+    assert ds.crop_dirs["video5_left"] == flat
+    assert ds.crop_dirs["video2"] == deep  # proper (deeper) before an extra folder
+    assert ds.crop_dirs["video5_right"] == grouped
+    assert ds.crop_roots == [
+        tmp_path / "cropped_aligned",
+        tmp_path / "cropped_aligned" / "group",
+        tmp_path / "copy" / "cropped_aligned" / "cropped_aligned",
+        tmp_path / "cropped_aligned_new_50_vids",
+    ]
+    assert any(str(extra) in w and str(deep) in w for w in ds.warnings)
+    assert len(ds.warnings) == 2
+
+
+def test_many_duplicates_are_reported_once(tmp_path):
+    build_tree(tmp_path)
+    for k in range(12):
+        (tmp_path / "cropped_aligned" / "cropped_aligned" / f"t{k:02d}").mkdir(parents=True)
+        (tmp_path / "cropped_aligned_new_50_vids" / f"t{k:02d}").mkdir(parents=True)
+    ds = AffWild2(tmp_path)
+    assert len(ds.crop_dirs) == 12  # empty track folders are tracks without crop images
+    assert ds.crop_frames("t00").size == 0
+    assert len(ds.warnings) == 1
+    assert "12 tracks" in ds.warnings[0]
+    assert str(tmp_path / "cropped_aligned" / "cropped_aligned") in ds.warnings[0]
+    assert str(tmp_path / "cropped_aligned_new_50_vids") in ds.warnings[0]
+
+
+def test_nested_layout_of_the_generator(tmp_path):
+    import json
+
+    from emofeat.datasets.synth import generate
+
+    root = tmp_path / "synth"
+    generate(root, videos=5, duration=3.0, seed=4, crops_layout="nested", workers=1)
+    meta = json.loads((root / "synth.json").read_text())
+    ds = AffWild2(root)
+    assert ds.warnings == []
+    assert ds.crop_roots == [
+        root / "cropped_aligned" / "cropped_aligned",
+        root / "cropped_aligned" / "cropped_aligned_new_50_vids",
+    ]
+    assert set(ds.crop_dirs) == set(meta["tracks"])
+    for name, tmeta in meta["tracks"].items():
+        assert ds.crop_dirs[name] == root / tmeta["crops"]
+    summary = ds.summary()
+    assert summary["tracks_without_crops"] == {} and summary["tracks_without_video"] == {}
+    for task in ("VA", "EXPR"):
+        for t in ds.tracks(task, "train") + ds.tracks(task, "validation"):
+            assert 0 < len(ds.crop_frames(t)) <= ds.frame_count(t)
+
+
+# -- frame counts ------------------------------------------------------------------------
+
+
+def write_avi_with_skipped_frame(path: Path, fps: int, n_frames: int) -> Path:
+    """MPEG-4 AVI whose last chunk is empty (a skipped frame): the header declares
+    ``n_frames + 1`` frames."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("mpeg4", rate=fps)
+        vs.width, vs.height = 64, 48
+        vs.pix_fmt = "yuv420p"
+        for i in range(n_frames):
+            img = np.full((48, 64, 3), 20 * i % 256, dtype=np.uint8)
+            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        empty = av.Packet(0)
+        empty.stream = vs
+        empty.time_base = Fraction(1, fps)
+        empty.pts = empty.dts = n_frames
+        out.mux(empty)
+    return path
+
+
+def grid_length(video: Path) -> int:
+    """Rows of the frame grid emofeat extract aligns to (the decoder's grid)."""
+    from emofeat.media import Decoder, probe
+
+    info = probe(video)
+    decoder = Decoder(info, video=True, audio_rates=[16000] if info.has_audio else [])
+    for _ in decoder:
+        pass
+    return len(decoder.grid)
+
+
+def test_frame_count_is_the_grid_not_the_avi_header(tmp_path):
+    """A 6 fps MPEG-4 AVI: the header declares 13 frames, the file holds 12."""
+    from emofeat.media import probe
+
+    build_tree(tmp_path)
+    video = write_avi_with_skipped_frame(tmp_path / "batch2" / "10-60-1280x720.avi", 6, 12)
+    assert probe(video).n_frames == 13
+    ds = AffWild2(tmp_path)
+    t = ds.tracks("VA", "validation")[0]
+    assert ds.frame_count(t) == 12 == grid_length(video)
+    assert ds.fps(t) == 6.0
+    assert ds.summary()["warnings"] == []
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec", "fps", "duration"),
+    [
+        (".mp4", "libx264", Fraction(30000, 1001), 2.0),  # B-frames
+        (".mp4", "libx264", 6, 2.0),
+        (".avi", "mpeg4", Fraction(30000, 1001), 2.0),
+        (".avi", "mpeg4", 6, 2.0),
+        (".avi", "mpeg4", Fraction(15, 2), 3.0),
+        (".mkv", "libx264", 25, 1.0),  # Matroska declares no frame count
+    ],
+)
+def test_frame_count_equals_the_grid_length(tmp_path, suffix, codec, fps, duration):
+    build_tree(tmp_path)
+    (tmp_path / "batch1").mkdir()
+    video = write_video(
+        tmp_path / "batch1" / f"video5{suffix}", duration, fps, size=(64, 48), codec=codec
+    )
+    ds = AffWild2(tmp_path)
+    n = ds.frame_count("video5_left")
+    assert n == grid_length(video) == round(duration * float(fps))
+    assert ds.fps("video5_right") == pytest.approx(float(fps))

@@ -21,6 +21,8 @@ from emofeat.media import (
     AudioChunk,
     Decoder,
     VideoChunk,
+    count_frames,
+    demux_grid,
     find_inputs,
     probe,
 )
@@ -682,3 +684,97 @@ def test_decoder_refuses_streams_the_input_lacks(media_dir):
     folder = probe(media_dir / "crops" / "track_left")
     with pytest.raises(MediaError, match="no audio track"):
         Decoder(folder, audio_rates=[16000])
+
+
+# -- frame counts without decoding -------------------------------------------------------
+
+
+def write_avi_with_skipped_frame(path: Path, fps: int | Fraction, n_frames: int) -> Path:
+    """MPEG-4 in AVI (PCM audio) whose last chunk is empty: the AVI muxer's mark of a
+    skipped frame, which the header counts as a frame (``n_frames + 1`` declared)."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("mpeg4", rate=fps)
+        vs.width, vs.height = SIZE
+        vs.pix_fmt = "yuv420p"
+        ast = out.add_stream("pcm_s16le", rate=16000)
+        ast.layout = "mono"
+        for i in range(n_frames):
+            img = np.full((SIZE[1], SIZE[0], 3), frame_code(i), dtype=np.uint8)
+            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        empty = av.Packet(0)
+        empty.stream = vs
+        empty.time_base = 1 / Fraction(fps)
+        empty.pts = empty.dts = n_frames
+        out.mux(empty)
+        samples = np.zeros((1, int(16000 * n_frames / fps)), dtype=np.int16)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*ast.encode(frame), *ast.encode()]:
+            out.mux(packet)
+    return path
+
+
+def _grid_after_decoding(path: Path, video: bool) -> object:
+    info = probe(path)
+    decoder = Decoder(info, video=video, audio_rates=[16000] if info.has_audio else [])
+    _decode(decoder)
+    return decoder.grid
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("h264_ntsc.mp4", {"duration": 2.0, "fps": NTSC}),  # B-frames, edit list
+        ("h264_6fps.mp4", {"duration": 2.0, "fps": 6}),
+        ("h264_25.mkv", {"duration": 1.0, "fps": 25}),  # Matroska declares no count
+        ("h264_ntsc.mov", {"duration": 1.0, "fps": NTSC, "audio": False}),
+        ("mpeg4_6fps.avi", {"duration": 2.0, "fps": 6, "codec": "mpeg4"}),
+        ("mpeg4_ntsc.avi", {"duration": 2.0, "fps": NTSC, "codec": "mpeg4"}),
+        ("vfr.mp4", {"frame_times": [0.0, 0.04, 0.1, 0.3, 0.31, 0.5, 0.9]}),
+    ],
+)
+def test_count_frames_is_the_decoder_grid_length(tmp_path, name, kwargs):
+    path = write_video(tmp_path / name, size=(64, 48), **kwargs)
+    grid = demux_grid(path)
+    assert grid.source == "container"
+    for video in (False, True):
+        decoded = _grid_after_decoding(path, video)
+        assert count_frames(path) == len(grid) == len(decoded)
+        np.testing.assert_array_equal(grid.starts, decoded.starts)
+        np.testing.assert_array_equal(grid.ends, decoded.ends)
+        assert grid.rate == decoded.rate == probe(path).fps
+    if "frame_times" not in kwargs:
+        assert len(grid) == round(kwargs["duration"] * float(kwargs["fps"]))
+
+
+def test_avi_header_declaring_one_frame_more_than_it_holds(tmp_path):
+    """6 fps for 2 s: the header says 13 frames, the file holds 12 (an empty last chunk)."""
+    path = write_avi_with_skipped_frame(tmp_path / "six.avi", fps=6, n_frames=12)
+    info = probe(path)
+    assert info.n_frames == 13 and info.fps == 6.0
+    decoder = Decoder(info, video=True, audio_rates=[16000])
+    video, _, _ = _decode(decoder)
+    assert sum(len(c.frames) for c in video) == 12
+    assert len(decoder.grid) == 12 and decoder.warnings == []
+    np.testing.assert_array_equal(_check_codes(video), np.arange(12))
+    assert count_frames(path) == 12
+    assert count_frames(info) == 12  # a MediaInfo saves opening the file twice
+    np.testing.assert_array_equal(demux_grid(info).starts, decoder.grid.starts)
+
+
+def test_count_frames_of_image_folders_and_audio_files(tmp_path):
+    folder = write_image_sequence(tmp_path / "track", n_frames=9, size=SIZE, missing=(2, 9))
+    assert count_frames(folder) == 8  # up to the highest number present: gaps are rows
+    decoder = Decoder(probe(folder, image_fps=25.0))
+    list(decoder)
+    grid = demux_grid(folder, image_fps=25.0)
+    assert grid.source == "images" and grid.rate == 25.0
+    np.testing.assert_array_equal(grid.starts, decoder.grid.starts)
+    wav = write_audio(tmp_path / "voice.wav", duration=1.0)
+    with pytest.raises(MediaError, match="no video stream"):
+        count_frames(wav)
+    with pytest.raises(MediaError, match="no such file"):
+        count_frames(tmp_path / "missing.mp4")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +52,48 @@ def _run(recipe: str, data: Path, store: Path, out: Path, *extra: str) -> tuple[
     return run_dir, json.loads((run_dir / "metrics.json").read_text())
 
 
-def test_abaw_va_reaches_ccc_08_and_writes_a_complete_run(synth_abaw, tmp_path):
-    data, store = synth_abaw
-    run_dir, metrics = _run("abaw_va", data, store, tmp_path)
+@pytest.fixture(scope="module")
+def one_command(tmp_path_factory) -> dict:
+    """``recipe run abaw_va --data ROOT`` alone, then abaw_expr the same way (issue 10).
+
+    16 synthetic videos of the default length; the defaults (no --config, no --set) plan,
+    extract (face expression net on the crops, eGeMAPS + functionals on the videos) and train.
+    """
+    base = tmp_path_factory.mktemp("one_command")
+    data = base / "aw2"
+    res = run_cli("datasets", "synth", str(data), "--videos", "16", "-q")
+    assert res.returncode == 0, res.stderr
+    out = base / "runs"
+    env = {"EMOFEAT_CACHE_DIR": str(base / "models")}
+    runs = {}
+    for recipe in ("abaw_va", "abaw_expr"):
+        t0 = time.perf_counter()
+        res = run_cli(
+            "recipe", "run", recipe, "--data", str(data), "-o", str(out), "-q",
+            env=env, timeout=1200,
+        )  # fmt: skip
+        seconds = time.perf_counter() - t0
+        assert res.returncode == 0, res.stderr[-3000:]
+        (run_dir,) = [p for p in out.iterdir() if p.name.startswith(recipe)]
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        print(f"\n{recipe} one command: {seconds:.0f} s, best {metrics['best_score']:.3f}")
+        runs[recipe] = {"dir": run_dir, "metrics": metrics, "stderr": res.stderr, "s": seconds}
+    return {"data": data, "out": out, **runs}
+
+
+def test_one_command_va_reaches_ccc_08_and_writes_a_complete_run(one_command):
+    data = one_command["data"]
+    run_dir, metrics = one_command["abaw_va"]["dir"], one_command["abaw_va"]["metrics"]
     scores = _smoothed(metrics, "mean", "VA validation mean CCC")
     assert metrics["best_score"] >= 0.8, scores
     assert set(scores) >= {"video", "audio", "decision_weights"}
+    # the plan was printed, the store named beside the runs, and nothing was left out
+    log = (run_dir / "run.log").read_text()
+    assert "extraction plan into" in log and "face_expr on 17 crop folders" in log, log[:3000]
+    (store,) = metrics["stores"]
+    assert Path(store).parent == one_command["out"] / "features"
+    for split, cov in metrics["coverage"].items():
+        assert cov["coverage"] == 1.0 and not cov["missing"], (split, cov)
     # the validation score recomputed independently from the written predictions
     ds = AffWild2(data)
     best = metrics["best"]
@@ -80,24 +118,89 @@ def test_abaw_va_reaches_ccc_08_and_writes_a_complete_run(synth_abaw, tmp_path):
     assert written[0][0] == "image_location" and len(written) == len(rows) + 1
     assert [r[0] for r in written[1:]] == [f"{t}/{k:05d}.jpg" for t, k in rows]
     assert all(-1 <= float(v) <= 1 for r in written[1:] for v in r[1:])
-    for name in ("config.yaml", "run.log", "run.json", "fusion.json"):
+    for name in ("config.yaml", "run.log", "run.json", "fusion.json", "coverage.json"):
         assert (run_dir / name).is_file(), name
     assert any(p.name.startswith("traces_") for p in (run_dir / "plots").iterdir())
     assert (run_dir / "plots/training_video.png").is_file()
     assert (run_dir / "models/video/best.pt").is_file()
 
 
-def test_abaw_expr_reaches_f1_08(synth_abaw, tmp_path):
-    data, store = synth_abaw
-    run_dir, metrics = _run("abaw_expr", data, store, tmp_path)
+def test_one_command_expr_reuses_the_store_and_reaches_f1_08(one_command):
+    data = one_command["data"]
+    run_dir, metrics = one_command["abaw_expr"]["dir"], one_command["abaw_expr"]["metrics"]
     scores = _smoothed(metrics, "f1", "EXPR validation macro-F1")
     assert metrics["best_score"] >= 0.8, scores
-    assert (run_dir / "plots/confusion.png").is_file()
+    assert metrics["stores"] == one_command["abaw_va"]["metrics"]["stores"]
+    # only the EXPR tracks that abaw_va did not need were extracted
     ds = AffWild2(data)
+    va = {t.name for s in ("train", "validation", "test") for t in ds.tracks("VA", s)}
+    expr = {t.name for s in ("train", "validation", "test") for t in ds.tracks("EXPR", s)}
+    log = (run_dir / "run.log").read_text()
+    new = len(expr - va)
+    if new:
+        assert f"face_expr on {new} crop folders" in log, log[:3000]
+    else:
+        assert "nothing to extract" in log
+    assert (run_dir / "plots/confusion.png").is_file()
     _, rows = read_template(ds.template("EXPR"))
     lines = (run_dir / "submission/EXPR_predictions.txt").read_text().splitlines()
     assert len(lines) == len(rows) + 1
     assert all(line.split(",")[1] in {str(k) for k in range(8)} for line in lines[1:])
+    total = one_command["abaw_va"]["s"] + one_command["abaw_expr"]["s"]
+    print(f"\nVA then EXPR through the one command: {total:.0f} s")
+
+
+def test_coverage_gate_refuses_a_sliver_and_names_the_tracks(one_command, tmp_path):
+    """A store with a few tracks and --no-extract: exit 1 before training, tracks named."""
+    data = one_command["data"]
+    ds = AffWild2(data)
+    store = tmp_path / "sliver.h5"
+    crops = sorted(t.crops for t in ds.tracks("VA", "train"))[:3]
+    res = run_cli("extract", "-q", "--threads", "1", "-p", "face_expr", *map(str, crops),
+                  "-o", str(store))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "runs"
+    res = run_cli(
+        "recipe", "run", "abaw_va", "--data", str(data), "--features", str(store),
+        "--no-extract", "-o", str(out), "-q", timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    err = " ".join(res.stderr.split())
+    assert "coverage below min_coverage=0.95" in err, err
+    missing = sorted(t.name for s in ("train", "validation", "test") for t in ds.tracks("VA", s))
+    assert f"{len(missing)} tracks lack inputs" in err, err
+    assert missing[0] in err and "--no-extract" in err
+    (run_dir,) = out.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "models").exists()
+    cov = json.loads((run_dir / "coverage.json").read_text())
+    assert cov["train"]["tracks_covered"] == 0 and cov["train"]["coverage"] == 0.0
+    assert "done" not in res.stderr.split()
+
+
+def test_coverage_gate_counts_a_few_missing_tracks(one_command, tmp_path):
+    """Everything stored but two validation tracks: the gate names exactly those."""
+    data = one_command["data"]
+    (store,) = one_command["abaw_va"]["metrics"]["stores"]
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    ds = AffWild2(copy)
+    dropped = [t.name for t in ds.tracks("VA", "validation")][:2]
+    # the same tracks under new names: the store's items no longer belong to them
+    for name in dropped:
+        for sub in ("Train_Set", "Validation_Set"):
+            ann = ds.annotation_dir("VA") / sub / f"{name}.txt"
+            if ann.exists():
+                ann.rename(ann.with_name(f"{name}x.txt"))
+    res = run_cli(
+        "recipe", "run", "abaw_va", "--data", str(copy), "--features", store,
+        "--no-extract", "-o", str(tmp_path / "runs"), "-q", timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    err = " ".join(res.stderr.split())
+    assert "validation" in err and "2 tracks lack inputs" in err, err
+    for name in dropped:
+        assert f"{name}x" in err
 
 
 def test_fusion_beats_each_modality_when_the_signal_is_split(split, tmp_path):

@@ -20,7 +20,7 @@ from emofeat.engine import Job, RunOptions, run
 from emofeat.extractor import Rows, StreamSpec
 from emofeat.media import FrameGrid
 from emofeat.samples import write_audio, write_video
-from emofeat.store import FeatureStore, StoreError, StoreInUseError
+from emofeat.store import ALIGNMENT_RULE, FeatureStore, StoreError, StoreInUseError
 
 
 def _egemaps_job(**settings) -> Job:
@@ -126,6 +126,56 @@ def test_rerun_skips_unchanged_and_redoes_changed(tmp_path, two_inputs):
     log = emofeat.open_store(store_path).run_log()
     assert (log["event"] == "run-start").sum() == 5
     assert set(log.loc[log["event"] == "input", "status"]) == {"done", "unchanged"}
+
+
+def test_items_aligned_under_an_older_rule_are_reported_then_redone(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", duration=2.0, fps=30, size=(96, 64))
+    voice = write_audio(tmp_path / "voice.wav", duration=2.0)
+    out = tmp_path / "feats.h5"
+    res = run_cli("extract", "-q", "-p", "egemaps", str(clip), str(voice), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    store = emofeat.open_store(out)
+    assert ALIGNMENT_RULE == "nearest-centre-covering-v2"
+    assert store.item_attrs("clip", "egemaps")["alignment"] == ALIGNMENT_RULE
+    ids = {k: store.item_attrs(k, "egemaps")["item_id"] for k in ("clip", "voice")}
+    # what an older emofeat left: an item recording the v1 rule
+    with h5py.File(store.item_path("clip", "egemaps"), "r+") as f:
+        f.attrs["alignment"] = "nearest-centre-covering-v1"
+    insp = run_cli("inspect", str(out))
+    assert insp.returncode == 0, insp.stderr
+    assert (
+        "1 item(s) aligned under an older rule (nearest-centre-covering-v1): rerun the "
+        "extract command to redo them" in insp.stdout
+    )
+    assert "clip x egemaps" in insp.stdout and "voice x egemaps" not in insp.stdout
+    data = json.loads(run_cli("inspect", "--json", str(out)).stdout)
+    assert data["alignment_rule"] == ALIGNMENT_RULE
+    assert data["stale_alignment"] == [
+        {"key": "clip", "extractor": "egemaps", "alignment": "nearest-centre-covering-v1"}
+    ]
+    # the rerun redoes that item only
+    again = run_cli("extract", "-q", "-p", "egemaps", str(clip), str(voice), "-o", str(out))
+    assert again.returncode == 0, again.stderr
+    assert store.item_attrs("clip", "egemaps")["alignment"] == ALIGNMENT_RULE
+    redone = store.item_attrs("clip", "egemaps")["item_id"]
+    assert redone != ids["clip"]
+    assert store.item_attrs("voice", "egemaps")["item_id"] == ids["voice"]
+    log = store.run_log()
+    last = log[(log["event"] == "input")].tail(2)
+    assert dict(zip(last["key"], last["status"], strict=True)) == {
+        "clip": "done",
+        "voice": "unchanged",
+    }
+    insp = run_cli("inspect", str(out))
+    assert insp.returncode == 0 and "older rule" not in insp.stdout
+    data = json.loads(run_cli("inspect", "--json", str(out)).stdout)
+    assert data["stale_alignment"] == []
+    # a third run finds everything unchanged
+    third = run_cli("extract", "-q", "-p", "egemaps", str(clip), str(voice), "-o", str(out))
+    assert third.returncode == 0, third.stderr
+    assert store.item_attrs("clip", "egemaps")["item_id"] == redone
+    log = store.run_log()
+    assert set(log[(log["event"] == "input")].tail(2)["status"]) == {"unchanged"}
 
 
 class _Counter(emofeat.Extractor):

@@ -1,6 +1,8 @@
 """The alignment rule: each frame takes the native row whose centre is nearest the frame's
-centre (ties: the earlier row); the frame is valid only if that row covers the frame's
-centre and is valid itself; frames no row covers get -1 / NaN.
+centre; the frame is valid only if that row covers the frame's centre and is valid itself;
+frames no row covers get -1 / NaN. Ties (distances equal within 1e-9 s): a row that covers
+the frame's centre wins, else (both or neither cover) the earlier row. Coverage is decided
+at the same 1e-9 s resolution: a centre that close to a row's start or end counts as on it.
 
 Expected indices below are worked out by hand from that rule and written out literally.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emofeat.media import grid_from_starts
+from emofeat.store import ALIGNMENT_RULE
 from emofeat.timeline import align_to_frames, gather_rows
 
 NTSC_PERIOD = 1001 / 30000  # seconds per frame at 29.97 fps
@@ -27,23 +31,25 @@ def _ntsc_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
     return k * 1001 / 30000, (k + 1) * 1001 / 30000
 
 
+TIE = 1e-9  # seconds: times closer than this are equal
+
+
 def _reference(row_starts, row_ends, frame_starts, frame_ends, row_valid=None):
     """The rule, literally, one frame at a time (slow, independent of the module)."""
     index, valid = [], []
     for fs, fe in zip(frame_starts, frame_ends, strict=True):
         c = (fs + fe) / 2
-        best, best_d = -1, np.inf
-        for i, (rs, re) in enumerate(zip(row_starts, row_ends, strict=True)):
-            rc = (rs + re) / 2
-            d = abs(rc - c)
-            # nearer wins; on equal distance the earlier row (earlier centre, then position)
-            if d < best_d:
-                best, best_d = i, d
-            elif d == best_d:
-                bc = (row_starts[best] + row_ends[best]) / 2
-                if rc < bc or (rc == bc and i < best):
-                    best = i
-        covered = best >= 0 and row_starts[best] <= c < row_ends[best]
+        rows = list(zip(row_starts, row_ends, strict=True))
+        distances = [abs((rs + re) / 2 - c) for rs, re in rows]
+        nearest = min(distances)
+        # the tied rows, earliest first (earlier centre, then position)
+        tied = sorted(
+            (i for i, d in enumerate(distances) if d <= nearest + TIE),
+            key=lambda i: ((row_starts[i] + row_ends[i]) / 2, i),
+        )
+        covering = [i for i in tied if row_starts[i] - TIE <= c < row_ends[i] - TIE]
+        best = covering[0] if covering else tied[0]
+        covered = bool(covering)
         index.append(best if covered else -1)
         ok = covered and (row_valid is None or bool(row_valid[best]))
         valid.append(ok)
@@ -185,16 +191,140 @@ def test_a_tie_goes_to_the_earlier_row():
     assert index.tolist() == [0] and valid.tolist() == [False]
 
 
-def test_rows_with_the_same_centre_tie_to_the_first_row():
+def test_rows_with_the_same_centre_tie_to_the_covering_row():
     # [0, 2) and [0.5, 1.5) are both centred at 1.0; the frame is centred at 1.7, which
-    # only the first row covers
+    # only [0, 2) covers: it wins the tie wherever it is listed
     index, valid = align_to_frames([0.0, 0.5], [2.0, 1.5], [1.6], [1.8])
     assert index.tolist() == [0] and valid.tolist() == [True]
     index, valid = align_to_frames([0.5, 0.0], [1.5, 2.0], [1.6], [1.8])
-    assert index.tolist() == [-1] and valid.tolist() == [False]
+    assert index.tolist() == [1] and valid.tolist() == [True]
+    # behind a run of identical rows that do not cover
+    index, valid = align_to_frames([0.5, 0.5, 0.5, 0.0], [1.5, 1.5, 1.5, 2.0], [1.6], [1.8])
+    assert index.tolist() == [3] and valid.tolist() == [True]
+    # both cover (frame centred at 1.2): the first row
+    index, valid = align_to_frames([0.5, 0.0], [1.5, 2.0], [1.1], [1.3])
+    assert index.tolist() == [0] and valid.tolist() == [True]
     # two identical rows: the first one
     index, valid = align_to_frames([0.0, 0.0], [1.0, 1.0], [0.6], [0.8])
     assert index.tolist() == [0] and valid.tolist() == [True]
+
+
+def test_the_rule_has_a_versioned_name():
+    # stored items record it; items aligned under v1 (ties to the earlier row even when it
+    # did not cover the frame) are redone by the next extract run
+    assert ALIGNMENT_RULE == "nearest-centre-covering-v2"
+
+
+def test_a_tie_goes_to_the_covering_row():
+    # centres 0.5 and 1.5; the frame [0.9, 1.1) is centred at 1.0, 0.5 from both: only the
+    # later row [1, 2) covers it
+    index, valid = align_to_frames([0.0, 1.0], [1.0, 2.0], [0.9], [1.1])
+    assert index.tolist() == [1] and valid.tolist() == [True]
+    # listed the other way round
+    index, valid = align_to_frames([1.0, 0.0], [2.0, 1.0], [0.9], [1.1])
+    assert index.tolist() == [0] and valid.tolist() == [True]
+    # the covering row wins even when it is invalid (the frame is then invalid)
+    index, valid = align_to_frames([0.0, 1.0], [1.0, 2.0], [0.9], [1.1], [True, False])
+    assert index.tolist() == [1] and valid.tolist() == [False]
+
+
+def test_a_tie_within_rounding_is_a_tie():
+    # windows [0, 0.1) and [0.1, 0.2) and the frame [0.08, 0.12) of a 25 fps video: the
+    # frame's centre is 0.1 and the window centres 0.05 and 0.15000000000000002, so the
+    # earlier window looks 1.4e-17 s nearer; it is a tie, and the later window covers 0.1
+    centre = (0.08 + 0.12) / 2
+    assert centre == 0.1 and (0.1 + 0.2) / 2 - centre > centre - 0.05
+    index, valid = align_to_frames([0.0, 0.1], [0.1, 0.2], [0.08], [0.12])
+    assert index.tolist() == [1] and valid.tolist() == [True]
+
+
+def test_a_tie_neither_row_covers_gives_an_invalid_frame():
+    # rows [0, 0.2) and [0.3, 0.5), centres 0.1 and 0.4; the frame centred at 0.25 lies in
+    # the gap, 0.15 from both
+    index, valid = align_to_frames([0.0, 0.3], [0.2, 0.5], [0.2], [0.3])
+    assert index.tolist() == [-1] and valid.tolist() == [False]
+
+
+def test_a_nearer_row_wins_without_a_tie_even_when_it_does_not_cover():
+    # a short row [0.2, 0.3) (centre 0.25) and a long one [0.3, 1.5) (centre 0.9): the
+    # frame centred at 0.4 is nearest the short row, which does not cover it
+    index, valid = align_to_frames([0.2, 0.3], [0.3, 1.5], [0.35], [0.45])
+    assert index.tolist() == [-1] and valid.tolist() == [False]
+
+
+def _container_grid(fps: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A video's frame grid, built the way the decoder builds it."""
+    if fps == 30000 / 1001:
+        starts = np.arange(n) * 1001 / 30000
+    else:
+        starts = np.arange(n) / fps
+    grid = grid_from_starts(starts, fps, "container")
+    return grid.starts, grid.ends
+
+
+@pytest.mark.parametrize(
+    ("win", "fps", "n_frames", "on_boundary"),
+    [
+        (0.25, 30, 600, 40),  # 20 s: frames 7, 22, 37, ... are centred on a boundary
+        (0.2, 25, 500, 0),
+        (0.1, 30, 600, 0),
+        (0.1, 25, 500, 100),  # 20 s: frames 2, 7, 12, ...
+        (0.05, 30, 600, 200),
+        (0.25, 30000 / 1001, 600, 0),
+        (1.5 * NTSC_PERIOD, 30000 / 1001, 600, 200),  # one and a half frames per window
+        (0.5 * NTSC_PERIOD, 30000 / 1001, 600, 600),  # two windows per frame
+    ],
+)
+@pytest.mark.parametrize("ends", ["next start", "start + win"])
+def test_contiguous_windows_fill_every_frame(win, fps, n_frames, on_boundary, ends):
+    starts, frame_ends = _container_grid(fps, n_frames)
+    centres = (starts + frame_ends) / 2
+    j = np.arange(int(np.ceil(frame_ends[-1] / win)) + 1)
+    row_starts = j * win
+    row_ends = (j + 1) * win if ends == "next start" else row_starts + win
+    # how many frames sit (within rounding) on a window boundary, where the v1 rule lost them
+    position = centres / win
+    assert (np.abs(position - np.round(position)) < 1e-6).sum() == on_boundary
+    index, valid = align_to_frames(row_starts, row_ends, starts, frame_ends)
+    assert valid.all() and (index >= 0).all()
+    # a frame centred on a boundary takes the window that starts there
+    on = np.abs(position - np.round(position)) < 1e-6
+    np.testing.assert_array_equal(index[on], np.round(position[on]).astype(int))
+    # every frame takes a window that covers its centre (up to rounding: with end = start +
+    # win, neighbouring windows can be an ulp apart), and one of the nearest
+    assert ((row_starts[index] - 1e-12 <= centres) & (centres < row_ends[index])).all()
+    distances = np.abs(centres[:, None] - ((row_starts + row_ends) / 2)[None, :])
+    np.testing.assert_allclose(
+        distances[np.arange(n_frames), index], distances.min(axis=1), rtol=0, atol=1e-9
+    )
+    ref_index, ref_valid = _reference(row_starts, row_ends, starts, frame_ends)
+    np.testing.assert_array_equal(index, ref_index)
+    np.testing.assert_array_equal(valid, ref_valid)
+
+
+def test_quarter_second_windows_at_30fps_boundary_frames_take_the_window_starting_there():
+    starts, ends = _container_grid(30, 600)
+    j = np.arange(81)
+    index, valid = align_to_frames(j * 0.25, (j + 1) * 0.25, starts, ends)
+    assert valid.sum() == 600  # the v1 rule left 40 of 600 frames invalid
+    # frame 15 i + 7 is centred at 0.5 i + 0.25 s, the start of window 2 i + 1
+    np.testing.assert_array_equal(index[7::15], np.arange(1, 80, 2))
+    np.testing.assert_array_equal(index, np.floor((np.arange(600) + 0.5) / 7.5).astype(int))
+
+
+def test_overlapping_windows_tie_to_the_earlier_window_when_both_cover():
+    # 0.5 s windows, 0.25 s hop: window j spans [0.25 j, 0.25 j + 0.5), centre 0.25 j + 0.25;
+    # at 20 fps frame 5 j + 7 is centred at 0.25 j + 0.375, between two window centres,
+    # both windows cover it: the earlier one (j) wins
+    j = np.arange(40)
+    row_starts, row_ends = j * 0.25, j * 0.25 + 0.5
+    starts, ends = _container_grid(20, 200)
+    index, valid = align_to_frames(row_starts, row_ends, starts, ends)
+    assert valid.all()
+    tied = np.arange(7, 200, 5)
+    np.testing.assert_array_equal(index[tied], np.arange(len(tied)))
+    ref_index, _ = _reference(row_starts, row_ends, starts, ends)
+    np.testing.assert_array_equal(index, ref_index)
 
 
 def test_unsorted_rows_are_handled():
@@ -225,6 +355,16 @@ def test_coverage_is_half_open():
     assert index.tolist() == [-1] and valid.tolist() == [False]
 
 
+def test_coverage_is_decided_at_a_nanosecond():
+    # a centre within 1e-9 s of a row's start or end counts as on it: just before the start
+    # of [1, 2) is covered, just before its end is not (half-open, up to rounding)
+    index, valid = align_to_frames([1.0], [2.0], [0.9, 1.9], [1.1 - 2e-10, 2.1 - 2e-10])
+    assert index.tolist() == [0, -1] and valid.tolist() == [True, False]
+    # farther than that, as before
+    index, valid = align_to_frames([1.0], [2.0], [0.9, 1.9], [1.1 - 2e-8, 2.1 - 2e-8])
+    assert index.tolist() == [-1, 0] and valid.tolist() == [False, True]
+
+
 def test_empty_rows_give_all_minus_one():
     starts, ends = _ntsc_grid(5)
     index, valid = align_to_frames(np.array([]), np.array([]), starts, ends)
@@ -234,6 +374,21 @@ def test_empty_rows_give_all_minus_one():
     # and no frames give empty results
     index, valid = align_to_frames([0.0], [1.0], np.array([]), np.array([]))
     assert index.shape == (0,) and valid.shape == (0,)
+
+
+def test_random_rows_on_a_coarse_grid_follow_the_rule_literally():
+    # rows and frames on multiples of 0.05 s: many exact and rounding-level ties
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        n_rows = int(rng.integers(1, 20))
+        row_starts = rng.integers(0, 60, n_rows) * 0.05
+        row_ends = row_starts + rng.integers(1, 10, n_rows) * 0.05
+        row_valid = rng.random(n_rows) > 0.2
+        starts, ends = _grid(np.unique(rng.integers(0, 80, 40)) * 0.05, 0.05)
+        index, valid = align_to_frames(row_starts, row_ends, starts, ends, row_valid)
+        ref_index, ref_valid = _reference(row_starts, row_ends, starts, ends, row_valid)
+        np.testing.assert_array_equal(index, ref_index)
+        np.testing.assert_array_equal(valid, ref_valid)
 
 
 def test_random_rows_follow_the_rule_literally():

@@ -12,8 +12,10 @@ layout it was unpacked (docs/affwild2.md lists every variant):
 * raw videos (``.mp4``, ``.avi``, ...) anywhere below the root, e.g. ``batch1/``, ``batch2/``;
   two-person videos have tracks ``<video>_left`` / ``<video>_right`` sharing one file, and three
   irregular videos pair an unsuffixed track with one suffixed track;
-* ``cropped_aligned/`` (and ``cropped_aligned_new_50_vids/``) with one folder per track and
-  gaps where no face was found;
+* ``cropped_aligned*`` folders at any depth (``cropped_aligned/<track>``, the ABAW6 nesting
+  ``cropped_aligned/cropped_aligned/<track>`` and ``cropped_aligned/cropped_aligned_new_50_vids/
+  <track>``, ``batch1/cropped_aligned``, ...) with one folder per track and gaps where no face
+  was found (unaligned ``cropped/`` folders are not used);
 * test-set track lists (one name per line) and submission templates (header
   ``image_location,...`` then ``<track>/<NNNNN>.jpg`` rows).
 
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from emofeat.errors import EmofeatError
-from emofeat.media import VIDEO_SUFFIXES
+from emofeat.media import VIDEO_SUFFIXES, MediaInfo, demux_grid, probe
 
 VA_LABELS: tuple[str, ...] = ("valence", "arousal")
 EXPR_LABELS: tuple[str, ...] = (
@@ -80,6 +82,10 @@ _SPLIT_FOLDERS: dict[str, str] = {
 # the walk never descends into crop folders (hundreds of thousands of images) or these
 _SKIP_DIRS = re.compile(r"^(cropped.*|\..*|__pycache__|.*\.h5\.d)$", re.IGNORECASE)
 _MAX_DEPTH = 5
+#: entries of a crop sub-folder looked at to decide whether it is a track folder
+_PEEK = 32
+#: duplicate crop tracks between two crop roots reported one by one up to this many
+_DUP_DETAIL = 10
 
 
 def _norm(name: str) -> str:
@@ -140,7 +146,8 @@ class Track:
         split: ``"train"``, ``"validation"`` or ``"test"``.
         annotation: the label file (None for test tracks without one).
         video: the raw video file (None when not found below the root).
-        crops: the ``cropped_aligned/<name>`` folder (None when absent).
+        crops: the track's crop folder, e.g. ``cropped_aligned/<name>`` or
+            ``cropped_aligned/cropped_aligned/<name>`` (None when absent).
         subject: ``"left"`` or ``"right"`` for two-person videos, else ``""``.
     """
 
@@ -443,10 +450,12 @@ class AffWild2:
         self._task_dirs: dict[str, Path] = {}
         self._videos: dict[str, Path] = {}
         self._crop_dirs: dict[str, Path] = {}
-        self._crop_roots: list[Path] = []
+        self._crop_roots: list[Path] = []  # folders holding track folders, in precedence order
+        self._crop_root_tracks: dict[Path, int] = {}
         self._tests: dict[str, list[_TestSource]] = {"VA": [], "EXPR": []}
         self._tracks: dict[tuple[str, str], dict[str, Path]] = {}
-        self._fps: dict[Path, float | None] = {}
+        self._infos: dict[Path, MediaInfo] = {}
+        self._fps: dict[Path, float] = {}
         self._counts: dict[Path, int | None] = {}
         self._scan()
         if not self._task_dirs:
@@ -463,6 +472,7 @@ class AffWild2:
         task_candidates: dict[str, list[Path]] = {"VA": [], "EXPR": []}
         text_files: list[Path] = []
         videos: dict[str, list[Path]] = {}
+        crop_tops: list[Path] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             here = Path(dirpath)
             depth = len(here.relative_to(self.root).parts)
@@ -473,7 +483,7 @@ class AffWild2:
                     task_candidates[_TASK_FOLDERS[nd]].append(here / d)
                     continue  # label files are listed per split, not walked
                 if nd.startswith("cropped_aligned"):
-                    self._crop_roots.append(here / d)
+                    crop_tops.append(here / d)
                 if _SKIP_DIRS.match(d) or depth >= _MAX_DEPTH:
                     continue
                 keep.append(d)
@@ -503,18 +513,76 @@ class AffWild2:
             self._videos[stem] = paths[0]
             if len(paths) > 1:
                 self.warnings.append(f"video {stem!r} found {len(paths)} times, using {paths[0]}")
-        # cropped_aligned first, then the extra folders (cropped_aligned_new_50_vids, ...)
-        self._crop_roots.sort(key=lambda p: (_norm(p.name) != "cropped_aligned", str(p)))
-        for croot in self._crop_roots:
-            try:
-                entries = sorted(os.scandir(croot), key=lambda e: e.name)
-            except OSError:
-                continue
-            for e in entries:
-                if e.is_dir() and e.name not in self._crop_dirs:
-                    self._crop_dirs[e.name] = Path(e.path)
+        self._index_crops(crop_tops)
         for p in sorted(text_files):
             self._classify_test_file(p)
+
+    def _index_crops(self, tops: list[Path]) -> None:
+        """Track crop folders below the ``cropped_aligned*`` folders the walk met.
+
+        A crop root's sub-folder is another crop root when it is named ``cropped_aligned*``
+        or holds sub-folders and no frame image, else a track folder. Tracks are taken from
+        the roots in precedence order (``cropped_aligned`` proper before the extra
+        ``cropped_aligned_*`` folders, judged by the root's nearest ``cropped_aligned*``
+        folder, then shallower before deeper, then path order); the
+        first root holding a track wins and duplicates are reported in :attr:`warnings`.
+        """
+        found: dict[Path, list[tuple[str, Path]]] = {}
+        pending = [(top, 0) for top in tops]
+        seen: set[Path] = set()
+        while pending:
+            croot, level = pending.pop()
+            if croot in seen:
+                continue
+            seen.add(croot)
+            try:
+                entries = sorted((e for e in os.scandir(croot) if e.is_dir()), key=lambda e: e.name)
+            except OSError:
+                continue
+            tracks = []
+            for e in entries:
+                kind = _crop_child_kind(e)
+                if kind == "root":
+                    if level < _MAX_DEPTH:
+                        pending.append((Path(e.path), level + 1))
+                elif kind == "track":
+                    tracks.append((e.name, Path(e.path)))
+            if tracks:
+                found[croot] = tracks
+        self._crop_roots = sorted(found, key=self._crop_root_order)
+        duplicates: dict[tuple[Path, Path], list[str]] = {}
+        for croot in self._crop_roots:
+            self._crop_root_tracks[croot] = len(found[croot])
+            for name, folder in found[croot]:
+                kept = self._crop_dirs.get(name)
+                if kept is None:
+                    self._crop_dirs[name] = folder
+                else:
+                    duplicates.setdefault((kept.parent, croot), []).append(name)
+        for (first, other), names in duplicates.items():
+            if len(names) <= _DUP_DETAIL:
+                for name in names:
+                    self.warnings.append(
+                        f"crops of track {name!r} found twice: using {first / name}, "
+                        f"ignoring {other / name}"
+                    )
+            else:
+                shown = ", ".join(names[:5])
+                self.warnings.append(
+                    f"{len(names)} tracks have crops in both {first} and {other}: using "
+                    f"{first} ({shown}, ...)"
+                )
+
+    def _crop_root_order(self, croot: Path) -> tuple:
+        try:
+            rel = croot.relative_to(self.root).parts
+        except ValueError:
+            rel = croot.parts
+        # proper or extra: the nearest cropped_aligned* folder decides (croot or an ancestor)
+        named = next(
+            (_norm(p) for p in reversed(rel) if _norm(p).startswith("cropped_aligned")), ""
+        )
+        return (named != "cropped_aligned", len(rel), [p.lower() for p in rel], rel)
 
     def _classify_test_file(self, path: Path) -> None:
         ann_dirs = list(self._task_dirs.values())
@@ -636,36 +704,52 @@ class AffWild2:
         return dict(self._videos)
 
     def fps(self, track: Track | str, default: float | None = None) -> float:
-        """Frame rate of the track's video in frames per second, read from the container.
+        """Frame rate of the track's video in frames per second: the nominal rate of the
+        frame grid ``emofeat extract`` uses (the container's average rate; when it declares
+        none, measured from the frame timestamps).
 
         Args:
             track: a track or a track name.
             default: returned when the track has no video; without it that is an error.
+
+        Raises:
+            DatasetError: no video (and no ``default``).
+            MediaError: the video cannot be read.
         """
         video = self._video_of(track)
         if video is None:
             if default is not None:
                 return float(default)
             raise DatasetError(f"track {_name(track)!r}: no video found below {self.root}")
-        if video not in self._fps:
-            self._probe(video)
-        fps = self._fps[video]
+        if video not in self._fps and video not in self._counts:
+            info = self._info(video)
+            if info.fps:
+                self._fps[video] = float(info.fps)
+            else:  # no declared rate: the grid measures it from the timestamps
+                self._grid(video)
+        fps = self._fps.get(video)
         if fps is None:
             if default is not None:
                 return float(default)
-            raise DatasetError(f"{video}: the container declares no frame rate")
+            raise DatasetError(f"{video}: no video stream in the file")
         return fps
 
     def frame_count(self, track: Track | str) -> int | None:
-        """Number of video frames (the container's count, else counted from packets).
+        """Number of frames of the track's video: the rows of the frame grid that
+        ``emofeat extract`` aligns features to (:func:`emofeat.media.count_frames`: video
+        packets with a timestamp, demuxed but not decoded), not the container header's
+        count, which can differ (an AVI counts empty chunks of skipped frames).
 
-        None when the track has no video.
+        None when the track has no video (or its video stream holds no frames).
+
+        Raises:
+            MediaError: the video cannot be read.
         """
         video = self._video_of(track)
         if video is None:
             return None
         if video not in self._counts:
-            self._probe(video)
+            self._grid(video)
         return self._counts[video]
 
     def _video_of(self, track: Track | str) -> Path | None:
@@ -673,13 +757,19 @@ class AffWild2:
             return track.video or self.video_for(track.name)
         return self.video_for(track)
 
-    def _probe(self, video: Path) -> None:
-        from emofeat.media import probe
+    def _info(self, video: Path) -> MediaInfo:
+        if video not in self._infos:
+            self._infos[video] = probe(video)
+        return self._infos[video]
 
-        info = probe(video)
-        self._fps[video] = info.fps
-        n = info.n_frames or _count_packets(video)
-        self._counts[video] = n if n else None
+    def _grid(self, video: Path) -> None:
+        info = self._info(video)
+        if not info.has_video:  # an audio-only file with a video suffix
+            self._counts[video] = None
+            return
+        grid = demux_grid(info)
+        self._fps[video] = float(grid.rate)
+        self._counts[video] = len(grid) or None
 
     def crop_frames(self, track: Track | str) -> np.ndarray:
         """1-based frame numbers that have a crop image (int64, sorted; empty without crops)."""
@@ -695,6 +785,11 @@ class AffWild2:
     def crop_dirs(self) -> dict[str, Path]:
         """Crop folders by track name."""
         return dict(self._crop_dirs)
+
+    @property
+    def crop_roots(self) -> list[Path]:
+        """Folders that hold track crop folders, in precedence order (first wins)."""
+        return list(self._crop_roots)
 
     # -- test set ----------------------------------------------------------------------------
 
@@ -769,6 +864,7 @@ class AffWild2:
             "splits": self.splits,
             "videos": len(self._videos),
             "crop_folders": [str(p) for p in self._crop_roots],
+            "crop_folder_tracks": {str(p): n for p, n in self._crop_root_tracks.items()},
             "crop_tracks": len(self._crop_dirs),
             "test_sources": {
                 t: [{"path": str(s.path), "kind": s.kind} for s in srcs]
@@ -803,14 +899,35 @@ def _release_number(path: Path) -> int:
     return int(m.group(1)) if m else -1
 
 
-def _count_packets(video: Path) -> int:
-    """Video packets in the container (one per frame for the codecs Aff-Wild2 uses)."""
-    import av
+def _crop_child_kind(entry: os.DirEntry) -> str:
+    """``"root"``, ``"track"`` or ``""`` (ignored) for a sub-folder of a crop root.
 
-    with av.open(str(video)) as c:
-        if not c.streams.video:
-            return 0
-        return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+    ``cropped_aligned*`` folders are crop roots; other ``cropped*`` folders (unaligned
+    crops), hidden folders and ``__MACOSX`` are ignored. Otherwise a folder with a frame
+    image among its first entries (``00001.jpg`` is looked up first) is a track, one with
+    sub-folders and no frame image a crop root, and any other folder (empty, or no image
+    among its first entries) a track without crops. No track folder is listed in full.
+    """
+    nd = _norm(entry.name)
+    if nd.startswith("cropped_aligned"):
+        return "root"
+    if _SKIP_DIRS.match(entry.name) or entry.name.lower() == "__macosx":
+        return ""
+    if os.path.isfile(os.path.join(entry.path, "00001.jpg")):
+        return "track"
+    has_dir = False
+    try:
+        with os.scandir(entry.path) as it:
+            for i, e in enumerate(it):
+                if _FRAME_IMAGE.match(e.name) and not e.is_dir():
+                    return "track"
+                if e.is_dir() and not _SKIP_DIRS.match(e.name):
+                    has_dir = True
+                elif i >= _PEEK and not has_dir:
+                    break
+    except OSError:
+        return ""
+    return "root" if has_dir else "track"
 
 
 def read_template(path: str | os.PathLike) -> tuple[list[str], list[tuple[str, int]]]:

@@ -6,10 +6,14 @@
     root/6th_ABAW_Annotations/VA_Estimation_Challenge/{Train_Set,Validation_Set}/<track>.txt
     root/6th_ABAW_Annotations/EXPR_Recognition_Challenge/{Train_Set,Validation_Set}/<track>.txt
     root/cropped_aligned/<track>/<k:05d>.jpg     112 x 112 face crops, k = 1-based frame number
-    root/videos/batch1/<video>.mp4                raw videos with an audio track
+    root/videos/batch1/<video>.mp4|.avi           raw videos with an audio track
     root/videos/batch2/<video>.mp4|.avi
     root/test/                                    test track lists and submission templates
     root/synth.json                               seed, planted functions, per-track facts
+
+With ``crops_layout="nested"`` the crops sit as the ABAW6 release unpacks them:
+``cropped_aligned/cropped_aligned/<track>`` and, for the last ~15 % of the annotated
+videos, ``cropped_aligned/cropped_aligned_new_50_vids/<track>``.
 
 What is planted (frame ``k`` of a track lies at ``t = (k - 1) / fps`` seconds):
 
@@ -55,6 +59,12 @@ CROP = 112  # side of the cropped_aligned images, pixels
 PATCH = 144  # side of the drawn face patch (crop plus 16 px of context each side), pixels
 SAMPLING_RATE = 16000  # audio, Hz
 FPS_29_97 = Fraction(30000, 1001)
+CROPS_LAYOUTS = ("flat", "nested")
+# crop folders (relative to the root) per layout: (most tracks, the extra ~15 %)
+_CROP_FOLDERS = {
+    "flat": ("cropped_aligned", "cropped_aligned"),
+    "nested": ("cropped_aligned/cropped_aligned", "cropped_aligned/cropped_aligned_new_50_vids"),
+}
 # vowel formants (F1, F2) in Hz: /a/ and /i/, the voice's cue for the class in split mode
 VOWELS = ((730.0, 1090.0), (300.0, 2250.0))
 # face configurations of split mode: Neutral, Anger, Happiness, Surprise
@@ -411,7 +421,10 @@ def _write_video(
     frames: Callable[[int], np.ndarray],
     audio: np.ndarray,
     size: tuple[int, int],
+    skipped_frame: bool = False,
 ) -> None:
+    """Encode frames and audio; ``skipped_frame`` (AVI only) appends an empty video chunk,
+    which the AVI header counts as a frame (header: ``n_frames + 1``) but which holds none."""
     avi = path.suffix == ".avi"
     with av.open(str(path), "w") as out:
         vs = out.add_stream("mpeg4" if avi else "libx264", rate=fps)
@@ -431,6 +444,12 @@ def _write_video(
                 out.mux(packet)
         for packet in vs.encode():
             out.mux(packet)
+        if skipped_frame and avi:
+            empty = av.Packet(0)
+            empty.stream = vs
+            empty.time_base = 1 / Fraction(fps)
+            empty.pts = empty.dts = n_frames
+            out.mux(empty)
         fmt = ast.codec_context.format.name if ast.codec_context.format else "fltp"
         step = ast.codec_context.frame_size or 1024
         sig = np.clip(audio, -1, 1).astype(np.float32)
@@ -485,6 +504,10 @@ def _plan(videos: int, seed: int, duration: float) -> list[dict[str, Any]]:
         )
     # quirks on fixed positions so every set has them
     plan[1]["fps"] = Fraction(10)  # low frame rate
+    # ... in an AVI whose header declares one frame more than it holds: the AVI muxer's
+    # empty chunk for a skipped frame counts in the header, but is no frame
+    plan[1]["ext"] = ".avi"
+    plan[1]["skipped_frame"] = True
     if videos >= 12:
         plan[5]["fps"] = Fraction(15, 2)  # 7.5 fps
     plan[2]["people"] = "pair"  # two persons: <video>_left + <video>_right
@@ -524,6 +547,7 @@ def generate(
     split_modalities: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
     workers: int = 0,
+    crops_layout: str = "flat",
 ) -> dict[str, Any]:
     """Write a synthetic Aff-Wild2-shaped set under ``root`` (see the module docstring).
 
@@ -537,6 +561,10 @@ def generate(
         split_modalities: split each label between face and voice (see module docstring).
         progress: called as ``progress(done_videos, total_videos, video_name)``.
         workers: processes drawing and encoding videos in parallel (0: one per CPU).
+        crops_layout: ``"flat"``: ``cropped_aligned/<track>``; ``"nested"``: as the ABAW6
+            release unpacks, ``cropped_aligned/cropped_aligned/<track>`` and, for the last
+            ~15 % of the annotated videos (at least one),
+            ``cropped_aligned/cropped_aligned_new_50_vids/<track>``. Only the folders differ.
 
     Returns:
         A summary: root, seed, counts of videos/tracks/frames per split and task, the
@@ -549,9 +577,19 @@ def generate(
 
     t_start = time.perf_counter()
     root = Path(root)
+    if crops_layout not in CROPS_LAYOUTS:
+        raise ValueError(
+            f"crops_layout must be one of {', '.join(CROPS_LAYOUTS)}, got {crops_layout!r}"
+        )
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ValueError(f"{root}: output folder exists and is not empty")
     plan = _plan(videos, seed, duration)
+    # the extra crop folder: the last ~15 % of the videos before the test videos
+    n_test = sum(p["split"] == "test" for p in plan)
+    n_extra = max(1, round(0.15 * videos))
+    for vi, p in enumerate(plan):
+        extra = videos - n_test - n_extra <= vi < videos - n_test
+        p["crops_dir"] = _CROP_FOLDERS[crops_layout][int(extra)]
     tracks_meta: dict[str, Any] = {}
     videos_meta: dict[str, Any] = {}
     jobs = [(root, p, vi, seed, split_modalities) for vi, p in enumerate(plan)]
@@ -575,6 +613,7 @@ def generate(
                 progress(vi + 1, len(plan), plan[vi]["video"])
     _write_test_files(root, tracks_meta)
     summary = _summary(root, seed, split_modalities, videos_meta, tracks_meta)
+    summary["crops_layout"] = crops_layout
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
     meta = {
         "generator": "emofeat.datasets.synth",
@@ -583,6 +622,7 @@ def generate(
         "videos_requested": videos,
         "duration": duration,
         "split_modalities": split_modalities,
+        "crops_layout": crops_layout,
         "expr_classes": list(EXPR_CLASSES),
         "planted": PLANTED,
         "mode": "split" if split_modalities else "joint",
@@ -649,6 +689,8 @@ def _make_video(job: tuple[Path, dict[str, Any], int, int, bool]) -> tuple[dict,
         "fps": str(fps),
         "fps_hz": float(fps),
         "frames": n_frames,
+        # what the container header declares (an empty chunk counts there)
+        "header_frames": n_frames + int(p.get("skipped_frame", False)),
         "duration_s": dur,
         "tracks": [tr.name for tr in tracks],
     }
@@ -662,6 +704,7 @@ def _make_video(job: tuple[Path, dict[str, Any], int, int, bool]) -> tuple[dict,
             "fps": str(fps),
             "fps_hz": float(fps),
             "frames": n_frames,
+            "crops": f"{p['crops_dir']}/{tr.name}",
             "label_lines": n_frames + tr.label_delta if tr.split != "test" else 0,
             "missing_crops": [list(r) for r in tr.missing_crops],
             "invalid_va": [list(r) for r in tr.invalid_va],
@@ -690,7 +733,7 @@ def _render_video(
     missing = [_in_ranges(k, tr.missing_crops) for tr in tracks]
     crop_dirs = []
     for tr in tracks:
-        d = root / "cropped_aligned" / tr.name
+        d = root / p["crops_dir"] / tr.name
         d.mkdir(parents=True, exist_ok=True)
         crop_dirs.append(d)
     width = 320 if len(tracks) == 1 else 480
@@ -749,7 +792,9 @@ def _render_video(
     audio = np.clip(0.1 * audio, -1.0, 1.0)
     path = root / "videos" / p["batch"] / f"{p['video']}{p['ext']}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_video(path, p["fps"], n_frames, frame, audio, (width, height))
+    _write_video(
+        path, p["fps"], n_frames, frame, audio, (width, height), p.get("skipped_frame", False)
+    )
 
 
 def _write_labels(
@@ -828,6 +873,9 @@ def _summary(
             "low_fps": sorted(n for n, v in videos.items() if v["fps_hz"] < 20),
             "two_person": sorted(n for n, v in videos.items() if len(v["tracks"]) > 1),
             "avi": sorted(n for n, v in videos.items() if v["file"].endswith(".avi")),
+            "header_frames_off": sorted(
+                n for n, v in videos.items() if v["header_frames"] != v["frames"]
+            ),
             "label_length_off": sorted(
                 n for n, t in tracks.items() if t["label_lines"] and t["label_lines"] != t["frames"]
             ),
