@@ -38,7 +38,7 @@ from emofeat_recipes.data import (
 from emofeat_recipes.kelm import search_c, window_functionals
 from emofeat_recipes.losses import build_loss
 from emofeat_recipes.models import MODEL_KEYS, build_model
-from emofeat_recipes.plan import Plan, build_plan, default_store, run_plan
+from emofeat_recipes.plan import Plan, build_plan, default_store, extract_command, run_plan
 from emofeat_recipes.postprocess import search_smoothing, smooth
 from emofeat_recipes.submission import write_submission
 from emofeat_recipes.train import TrainConfig, Trainer, set_seed
@@ -435,7 +435,7 @@ def _store_paths(ctx: RecipeRun) -> tuple[list[Path], Path]:
     cfg = ctx.config
     given = cfg.get("features")
     paths = [Path(p).expanduser() for p in ([given] if isinstance(given, str) else given or [])]
-    target = paths[0] if paths else default_store(ctx.run_dir.parent, cfg["data"], cfg["extract"])
+    target = paths[0] if paths else default_store(ctx.run_dir.parent, cfg["data"])
     return paths or [target], target
 
 
@@ -468,6 +468,7 @@ def _coverage_table(cov: dict[str, dict[str, Any]], refs: dict[str, list[StreamR
 
 
 def _fill_command(ctx: RecipeRun, target: Path, plan: Plan) -> str:
+    """What fills the missing inputs: the recipe again, or the extract commands by hand."""
     cfg = ctx.config
     name = ctx.recipe.name
     if not cfg["extract"]["enabled"]:
@@ -475,23 +476,26 @@ def _fill_command(ctx: RecipeRun, target: Path, plan: Plan) -> str:
             f"emofeat recipe run {name} --data {cfg['data']} --features {target} "
             "(without --no-extract: it extracts what is missing)"
         )
-    cmds = []
-    for step in plan.steps:
-        if not step.inputs:
-            continue
-        sets = " ".join(
-            f"--set {ex}.{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
-            for ex, kv in step.settings.items()
-            for k, v in kv.items()
-        )
-        shown = " ".join(str(p) for p in step.inputs[:2])
-        more = f" ... ({len(step.inputs)} inputs)" if len(step.inputs) > 2 else ""
-        cmds.append(
-            f"emofeat extract -p {' -p '.join(step.extractors)} {sets} {shown}{more} -o {target}"
-        )
-    if plan.unplannable:
-        cmds.append("see 'cannot plan' above")
+    cmds = [
+        extract_command(step.extractors, step.settings, step.inputs, target)
+        for step in plan.steps
+        if step.inputs
+    ]
+    cmds += [f"{track}: {why}" for track, why in list(plan.unplannable.items())[:3]]
+    if len(plan.unplannable) > 3:
+        cmds.append(f"and {len(plan.unplannable) - 3} more tracks that cannot be planned")
     return "; ".join(cmds) or f"emofeat recipe run {name} --data {cfg['data']}"
+
+
+def _used_inputs(cfg: dict[str, Any]) -> dict[str, list[str]]:
+    """The configured inputs of the modalities some model uses."""
+    models = cfg["models"]
+    shared = bool(models.get("fusion")) or bool(cfg["functionals"]["enabled"])
+    return {
+        m: list(names or [])
+        for m, names in cfg["inputs"].items()
+        if m not in ("video", "audio") or models.get(m, True) or shared
+    }
 
 
 def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
@@ -522,9 +526,17 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     ec = cfg["extract"]
     for p in paths:
         if not p.exists() and not (ec["enabled"] and p == target):
-            raise RecipeError(f"--features {p}: no such store")
+            if cfg.get("features"):
+                raise RecipeError(f"--features {p}: no such store")
+            raise RecipeError(
+                f"no features yet for {cfg['data']} (the default store {p} does not exist) "
+                "and extraction is off (--no-extract): run without --no-extract, or give "
+                "--features STORE"
+            )
     index = _open_index(paths)
-    plan = build_plan(ds, index, [*train_t, *dev_t, *test_t], cfg["inputs"], ec, target)
+    inputs = _used_inputs(cfg)
+    everything = [*train_t, *dev_t, *test_t]
+    plan = build_plan(ds, index, everything, inputs, ec, target)
     for line in plan.describe():
         log.info("%s", line)
     if not plan.empty and ec["enabled"]:
@@ -541,11 +553,12 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
         if len(failures) > 20:
             log.warning("... and %d more extraction failures", len(failures) - 20)
         index = _open_index(paths)
+        plan = build_plan(ds, index, everything, inputs, ec, target)  # what is still missing
     elif not plan.empty:
         log.warning("extraction disabled (--no-extract): the missing inputs stay missing")
     if not index.stores:
         raise RecipeError(f"no feature store: {', '.join(map(str, paths))} does not exist")
-    refs = resolve_inputs(index, cfg["inputs"])
+    refs = resolve_inputs(index, inputs)
     log.info("inputs: %s from %s", {m: [r.id for r in rs] for m, rs in refs.items()}, paths)
 
     # ---- the coverage gate: never train on a sliver of the data
@@ -559,13 +572,14 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     low = {s: c for s, c in cov.items() if c["tracks"] and c["coverage"] < need}
     missing_all = {t: m for c in cov.values() for t, m in c["missing"].items()}
     if low:
-        names = list(missing_all)
+        names = list(dict.fromkeys(t for c in low.values() for t in c["missing"]))
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise RecipeError(
             "coverage below min_coverage="
             + f"{need:.2f}: "
             + ", ".join(f"{s} {c['coverage']:.1%}" for s, c in low.items())
-            + f" of the labelled frames have every input. {len(names)} tracks lack inputs "
+            + f" of the labelled frames have every input. {len(names)} "
+            + f"{'track lacks' if len(names) == 1 else 'tracks lack'} inputs "
             + f"({shown}). Fill them with: {_fill_command(ctx, target, plan)} "
             + "(or lower min_coverage with --set min_coverage=...)"
         )

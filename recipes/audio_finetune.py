@@ -353,20 +353,22 @@ def _gate_source(cfg: dict[str, Any]) -> tuple[str, str] | None:
     return (ex or defaults[kind][0], stream or defaults[kind][1])
 
 
-def _gate_rows(store: Any, track: Track, source: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+def _gate_rows(index: Any, track: Track, source: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """The gate stream's rows for a track, found by identity (emofeat.datasets.join)."""
     ex, stream = source
-    candidates = [track.name, track.video_name] + ([track.video.stem] if track.video else [])
-    keys = set(store.items())
-    for key in candidates:
-        if key in keys and ex in store.extractors(key):
-            sd = store.read(key, ex, stream)
-            active = np.asarray(sd.mask, bool) & (np.asarray(sd.data)[:, 0] >= 0.5)
-            return np.asarray(sd.times, np.float64), active
-    raise RecipeError(
-        f"gate: no {ex!r} item for track {track.name} in {store.path} "
-        f"(tried {', '.join(dict.fromkeys(candidates))}); run 'emofeat extract --plugin {ex}' "
-        "on the videos first"
-    )
+    # the mouth is seen on the face (crop folder first), speech is heard in the raw video
+    modality = "video" if ex.startswith("mouth") else "audio"
+    item = index.lookup(track, ex, stream, modality)
+    if item is None:
+        where = ", ".join(str(s.path) for s in index.stores)
+        raise RecipeError(
+            f"gate: no {ex}.{stream} item for track {track.name} in {where}; run "
+            f"'emofeat extract --plugin {ex}' on the track's "
+            f"{'crop folder or video' if modality == 'video' else 'video'} first"
+        )
+    sd = item.store.read(item.key, ex, stream)
+    active = np.asarray(sd.mask, bool) & (np.asarray(sd.data)[:, 0] >= 0.5)
+    return np.asarray(sd.times, np.float64), active
 
 
 def load_tracks(
@@ -609,9 +611,13 @@ def _run(ctx: RecipeRun) -> dict[str, Any]:
         )
     store = None
     if _gate_source(cfg) is not None:
+        from emofeat.datasets.join import FeatureIndex
         from emofeat.store import open_store
 
-        store = open_store(cfg["features"])
+        given = cfg["features"]
+        store = FeatureIndex(
+            [open_store(p) for p in ([given] if isinstance(given, str) else given)]
+        )
     cache_dir = Path(cfg["audio"]["cache_dir"] or ctx.run_dir / "audio_cache").expanduser()
     train = load_tracks(ds, train_t, task, cfg, cache_dir, store)
     dev = load_tracks(ds, dev_t, task, cfg, cache_dir, store)

@@ -53,6 +53,18 @@ def _pick_stream(index: FeatureIndex, extractor: str) -> str | None:
     return names[0] if names else None
 
 
+def _declared_stream(cls: type) -> str | None:
+    """The stream a bare extractor name stands for, from what the extractor declares."""
+    try:
+        names = [s.name for s in cls().streams()]
+    except Exception:  # an extractor that cannot describe itself without its model
+        return None
+    for pref in DEFAULT_STREAMS:
+        if pref in names:
+            return pref
+    return names[0] if names else None
+
+
 def resolve_inputs(index: FeatureIndex, inputs: dict[str, list[str]]) -> dict[str, list[StreamRef]]:
     """Which stored streams feed which modality.
 
@@ -60,7 +72,8 @@ def resolve_inputs(index: FeatureIndex, inputs: dict[str, list[str]]) -> dict[st
         index: the stores' items.
         inputs: ``{"video": [...], "audio": [...]}``; each entry ``EXTRACTOR`` or
             ``EXTRACTOR.STREAM``. An empty list means: every stored extractor of that
-            modality (video: face embeddings; audio: PDEM or openSMILE LLDs).
+            modality (video: face embeddings; audio: PDEM or openSMILE LLDs); a modality
+            left out of the mapping is not used.
 
     Raises:
         RecipeError: a stream is not in the stores' items of its extractor, or an extractor
@@ -74,6 +87,8 @@ def resolve_inputs(index: FeatureIndex, inputs: dict[str, list[str]]) -> dict[st
     registered = get_extractors()
     out: dict[str, list[StreamRef]] = {}
     for modality in ("video", "audio"):
+        if modality not in inputs:  # a modality no model uses
+            continue
         names = list(inputs.get(modality) or [])
         if not names:
             names = [
@@ -86,8 +101,10 @@ def resolve_inputs(index: FeatureIndex, inputs: dict[str, list[str]]) -> dict[st
         refs = []
         for name in names:
             ex, _, stream = str(name).partition(".")
+            if ex not in stored and not stream and ex in registered:
+                stream = _declared_stream(registered[ex].cls) or ""
             if ex not in stored and stream:
-                # named in full: every track lacks it, which the coverage gate reports
+                # no store holds it: every track lacks it, which the coverage gate reports
                 refs.append(StreamRef(ex, stream, modality))
                 continue
             if ex not in stored:

@@ -25,6 +25,7 @@ from typing import Any
 import emofeat
 from emofeat.datasets.affwild2 import AffWild2, Track
 from emofeat.datasets.join import FeatureIndex, face_subject
+from emofeat.store import ALIGNMENT_RULE
 
 #: Single-thread CPU speeds measured on a 2-core x86-64 machine (docs/benchmarks.md): video
 #: extractors in frames per second on face crops, audio and features extractors in multiples
@@ -34,7 +35,7 @@ MEASURED_SPEED: dict[str, tuple[str, float]] = {
     "face_cnn": ("fps", 15.0),
     "vit": ("fps", 2.3),
     "mouth": ("fps", 100.0),
-    "faces": ("fps", 97.0),
+    "faces": ("fps", 22.0),  # MTCNN on 640x360 raw video, detect_every 3
     "egemaps": ("realtime", 57.0),
     "compare": ("realtime", 5.0),
     "functionals": ("realtime", 365.0),
@@ -85,6 +86,7 @@ class Plan:
     store: Path
     steps: list[PlanStep] = field(default_factory=list)
     unplannable: dict[str, str] = field(default_factory=dict)  # track -> why
+    stale: dict[str, list[str]] = field(default_factory=dict)  # track -> extractors redone
 
     @property
     def empty(self) -> bool:
@@ -100,15 +102,21 @@ class Plan:
                 continue
             kinds = []
             if s.crop_folders:
-                kinds.append(f"{s.crop_folders} crop folders")
+                kinds.append(_count(s.crop_folders, "crop folder"))
             if s.videos:
-                kinds.append(f"{s.videos} videos")
+                kinds.append(_count(s.videos, "video"))
             est = s.estimate()
             when = f", about {_duration(est)} on one CPU thread" if est is not None else ""
             lines.append(
                 f"  {s.modality}: {' + '.join(s.extractors)} on {', '.join(kinds)} "
                 f"({s.frames:,} frames, {s.seconds / 60:.1f} min of media) for "
-                f"{len(s.tracks)} tracks{when}"
+                f"{_count(len(s.tracks), 'track')}{when}"
+            )
+        if self.stale:
+            lines.append(
+                f"  ({_count(len(self.stale), 'track')} with items made under an older "
+                f"alignment rule than {ALIGNMENT_RULE} or with other settings: redone, "
+                "unless extraction is off)"
             )
         for name, why in list(self.unplannable.items())[:5]:
             lines.append(f"  cannot plan {name}: {why}")
@@ -119,6 +127,10 @@ class Plan:
         return lines
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -127,18 +139,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def default_store(out: Path, root: str | Path, extract_cfg: dict[str, Any]) -> Path:
-    """``<out>/features/<root name>-<hash>.h5``: one store per corpus copy and extractor set.
+def default_store(out: Path, root: str | Path) -> Path:
+    """``<out>/features/<root name>-<hash>.h5``: one store per corpus copy.
 
-    The hash covers the root's absolute path and the ``extract`` section's extractors and
-    settings, so abaw_va and abaw_expr with the same defaults share a store, and changed
-    extractor settings start a new one instead of mixing items made two ways.
+    The hash is of the root's absolute path. abaw_va and abaw_expr, and their named configs,
+    share the store: items of other extractors sit side by side, and an item made with other
+    settings than a config asks for is redone (see :func:`build_plan`).
     """
     root = Path(root).expanduser().resolve()
-    what = {k: extract_cfg.get(k) for k in ("video", "audio", "settings")}
-    digest = hashlib.sha256(
-        json.dumps([str(root), what], sort_keys=True, default=str).encode()
-    ).hexdigest()[:10]
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
     return Path(out) / "features" / f"{root.name or 'root'}-{digest}.h5"
 
 
@@ -158,6 +167,41 @@ def _media(track: Track, source: Path, ds: AffWild2, is_folder: bool) -> tuple[i
     return n, n / fps if fps else 0.0
 
 
+def _cli_value(value: Any) -> str:
+    """A setting as ``--set`` takes it (``false``, ``mean,std``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_cli_value(v) for v in value)
+    return str(value)
+
+
+def extract_command(
+    extractors: list[str], settings: dict[str, dict[str, Any]], inputs: list[Path], store: Path
+) -> str:
+    """The ``emofeat extract`` command line that runs one step by hand."""
+    parts = ["emofeat extract", *(f"-p {ex}" for ex in extractors)]
+    parts += [
+        f"--set {ex}.{k}={_cli_value(v)}" for ex, kv in settings.items() for k, v in kv.items()
+    ]
+    shown = [str(p) for p in inputs[:2]]
+    if len(inputs) > 2:
+        shown.append(f"... ({len(inputs)} inputs)")
+    return " ".join([*parts, *shown, f"-o {store}"])
+
+
+def _step_jobs(extractors: list[str], settings: dict[str, dict[str, Any]]):
+    """The step's configured jobs (settings checked now, before anything runs)."""
+    return {j.name: j for j in emofeat.build_jobs(extractors, settings=settings)}
+
+
+def _same_settings(item_settings: dict[str, Any], job_config: dict[str, Any]) -> bool:
+    # both sides as JSON values: tuples and lists, ints and floats compare as stored
+    a = json.loads(json.dumps(item_settings, sort_keys=True, default=str))
+    b = json.loads(json.dumps(job_config, sort_keys=True, default=str))
+    return a == b
+
+
 def build_plan(
     ds: AffWild2,
     index: FeatureIndex,
@@ -166,7 +210,16 @@ def build_plan(
     extract_cfg: dict[str, Any],
     store: Path,
 ) -> Plan:
-    """What to extract so that every track has every configured input."""
+    """What to extract so that every track has every configured input.
+
+    A stored item counts as missing when it was aligned under an older alignment rule, or
+    made with other settings than ``extract.settings`` give (or another extractor version):
+    extracting it again into ``store`` gives the item the config asks for, which the join
+    prefers (the newest item of a source).
+
+    Raises:
+        ConfigError, UnknownExtractorError: bad extractor names or settings in ``extract``.
+    """
     plan = Plan(store=Path(store))
     settings_all = {k: dict(v or {}) for k, v in (extract_cfg.get("settings") or {}).items()}
     for modality in ("video", "audio"):
@@ -174,20 +227,31 @@ def build_plan(
         if not refs:
             continue
         extractors = list(extract_cfg.get(modality) or [])
+        jobs = _step_jobs(extractors, {}) if extractors else {}
+        # settings of the listed extractors and of those they bring along (the face stage)
+        settings = {k: v for k, v in settings_all.items() if k in jobs}
+        jobs = _step_jobs(extractors, settings) if extractors else {}
         step = PlanStep(
-            modality=modality,
-            extractors=extractors,
-            settings={k: v for k, v in settings_all.items() if k in extractors},
-            inputs=[],
-            tracks=[],
+            modality=modality, extractors=extractors, settings=settings, inputs=[], tracks=[]
         )
         seen: set[Path] = set()
         for track in tracks:
-            missing = [
-                (ex, st)
-                for ex, st in refs
-                if index.lookup(track, ex, st, modality) is None  # type: ignore[arg-type]
-            ]
+            missing = []
+            for ex, st in refs:
+                item = index.lookup(track, ex, st, modality)
+                if item is not None and item.attrs.get("alignment") != ALIGNMENT_RULE:
+                    plan.stale.setdefault(track.name, []).append(f"{ex} (alignment rule)")
+                    item = None
+                job = jobs.get(ex)
+                if item is not None and job is not None:
+                    version = (item.attrs.get("config") or {}).get("version")
+                    if str(version) != str(job.cls.version) or not _same_settings(
+                        item.settings, job.config
+                    ):
+                        plan.stale.setdefault(track.name, []).append(f"{ex} (settings)")
+                        item = None
+                if item is None:
+                    missing.append((ex, st))
             if not missing:
                 continue
             unknown = [ex for ex, _ in missing if ex not in extractors]
@@ -206,11 +270,17 @@ def build_plan(
                 )
                 continue
             elif modality == "video" and face_subject(track):
+                side = face_subject(track)
+                own = Path(store).with_name(f"{Path(store).stem}-{side}.h5")
+                side_settings = {
+                    **settings,
+                    "faces": {**settings.get("faces", {}), "subject": side},
+                }
                 plan.unplannable[track.name] = (
-                    f"two-person video {track.video.name} without a crop folder: extract the "
-                    f"{face_subject(track)} person into a store of its own (emofeat extract "
-                    f"-p {' -p '.join(extractors)} --set faces.subject={face_subject(track)} "
-                    f"{track.video}) and pass it with --features"
+                    f"two-person video {track.video.name} without a crop folder: a store holds "
+                    f"one face per video, so extract the {side} person into a store of its "
+                    f"own ({extract_command(extractors, side_settings, [track.video], own)}) "
+                    f"and give both stores: --features {store} --features {own}"
                 )
                 continue
             else:

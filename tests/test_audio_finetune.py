@@ -326,6 +326,7 @@ def test_vad_gate_masks_steps_and_drops_windows(synth, tiny, tmp_path):
     """gate.kind=vad with a store made by the real ``vad`` extractor: ``mask`` invalidates
     the label steps that are less than half speech, ``drop`` leaves out such windows."""
     from emofeat.datasets.affwild2 import AffWild2
+    from emofeat.datasets.join import FeatureIndex
     from emofeat_recipes.audio_finetune import load_tracks
 
     store_path = tmp_path / "vad.h5"
@@ -336,7 +337,8 @@ def test_vad_gate_masks_steps_and_drops_windows(synth, tiny, tmp_path):
     tracks = ds.tracks("VA", "validation")
     plain = load_tracks(ds, tracks, "VA", _config(synth, tiny), tmp_path / "cache")
     sets = [f"features={store_path}", "gate.kind=vad", "gate.mode=mask"]
-    masked = load_tracks(ds, tracks, "VA", _config(synth, tiny, *sets), tmp_path / "cache", store)
+    index = FeatureIndex([store])  # tracks find their vad items by identity
+    masked = load_tracks(ds, tracks, "VA", _config(synth, tiny, *sets), tmp_path / "cache", index)
     rows = store.read(tracks[0].video_name, "vad", "speech")
     on = rows.times[rows.mask & (rows.data[:, 0] >= 0.5)]
     # independent reference: the speech fraction of each 0.2 s step on a 0.1 ms raster
@@ -347,7 +349,7 @@ def test_vad_gate_masks_steps_and_drops_windows(synth, tiny, tmp_path):
             assert now == (was and frac >= 0.5), (j, frac)
     assert masked[0].keep.all()
     drop = [*sets[:2], "gate.mode=drop", "gate.min_active=0.5"]
-    dropped = load_tracks(ds, tracks, "VA", _config(synth, tiny, *drop), tmp_path / "cache", store)
+    dropped = load_tracks(ds, tracks, "VA", _config(synth, tiny, *drop), tmp_path / "cache", index)
     for s, k in zip(dropped[0].starts, dropped[0].keep, strict=True):
         t = s + (np.arange(4000) + 0.5) * 1e-3
         frac = ((t[:, None] >= on[:, 0]) & (t[:, None] < on[:, 1])).any(axis=1).mean()

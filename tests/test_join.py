@@ -169,3 +169,19 @@ def test_plan_extracts_only_what_the_stores_lack(small, tmp_path):
         assert index.lookup(t, "face_expr", "embedding", "video") is not None
         assert index.lookup(t, "egemaps", "lld", "audio") is not None
     assert build_plan(ds, index, tracks, inputs, extract, store).empty
+    # an item aligned under an older rule is planned again
+    import h5py
+
+    item = index.lookup(tracks[0], "egemaps", "lld", "audio")
+    path = item.store.item_path(item.key, "egemaps")
+    with h5py.File(path, "a") as f:
+        f.attrs["alignment"] = "nearest-centre-covering-v1"
+    again = build_plan(ds, FeatureIndex([open_store(store)]), tracks, inputs, extract, store)
+    assert tracks[0].name in again.stale and tracks[0].video in again.steps[1].inputs
+    assert "older alignment rule" in "\n".join(again.describe())
+    # other settings than the config asks for: planned again (the engine then redoes them)
+    other = {**extract, "settings": {"egemaps": {"functionals": False, "win": 2.0}}}
+    redo = build_plan(ds, FeatureIndex([open_store(store)]), tracks, inputs, other, store)
+    assert sorted(redo.steps[1].inputs) == sorted({t.video for t in tracks})
+    assert sum("egemaps (settings)" in v for v in redo.stale.values()) >= len(tracks) - 2
+    assert redo.steps[0].inputs == []  # the faces were made as asked

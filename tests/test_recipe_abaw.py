@@ -138,7 +138,8 @@ def test_one_command_expr_reuses_the_store_and_reaches_f1_08(one_command):
     log = (run_dir / "run.log").read_text()
     new = len(expr - va)
     if new:
-        assert f"face_expr on {new} crop folders" in log, log[:3000]
+        folders = f"{new} crop folder{'s' if new > 1 else ''}"
+        assert f"face_expr on {folders}" in log, log[:3000]
     else:
         assert "nothing to extract" in log
     assert (run_dir / "plots/confusion.png").is_file()
