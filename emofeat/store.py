@@ -11,7 +11,7 @@ A store named ``feats.h5`` is two things side by side:
   afterwards (``--overwrite`` writes a new file and renames it over the old one).
 
 Why not one big HDF5 file: a SIGKILL while HDF5 appends to a file can leave the whole file
-unreadable (measured, see ARCHITECTURE.md), so no write may touch a file that already
+unreadable (measured: docs/architecture.md), so no write may touch a file that already
 holds completed items unless it is atomic. Plain h5py follows the external links, so
 ``h5py.File("feats.h5")["items/video1/egemaps/lld/data"]`` just works.
 

@@ -559,7 +559,11 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     if not index.stores:
         raise RecipeError(f"no feature store: {', '.join(map(str, paths))} does not exist")
     refs = resolve_inputs(index, inputs)
-    log.info("inputs: %s from %s", {m: [r.id for r in rs] for m, rs in refs.items()}, paths)
+    log.info(
+        "inputs: %s from %s",
+        {m: [r.id for r in rs] for m, rs in refs.items()},
+        ", ".join(map(str, paths)),
+    )
 
     # ---- the coverage gate: never train on a sliver of the data
     splits = {"train": train_t, "validation": dev_t, "test": test_t}

@@ -1,6 +1,6 @@
 """The ``audio_finetune`` recipe: fine-tune PDEM's top encoder blocks plus a sequence head.
 
-The paper's audio models (REFERENCE.md section 1, item 4): PDEM (wav2vec 2.0, 12 blocks) on
+The paper's audio models (SUN team, ABAW6, arXiv 2403.12609): PDEM (wav2vec 2.0, 12 blocks) on
 4 s windows with a 2 s hop, the top ``k`` encoder blocks unfrozen, and a head on the last
 layer's 50 Hz frames whose outputs are pooled to fixed steps:
 

@@ -1,4 +1,5 @@
-"""Decision-level fusion of trained models' per-frame outputs (REFERENCE.md §1 item 5).
+"""Decision-level fusion of trained models' per-frame outputs (the SUN team's ABAW6
+submissions, arXiv 2403.12609).
 
 Three ways, all fitted on the dev set:
 

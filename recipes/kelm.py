@@ -1,6 +1,6 @@
 """The functionals family: window statistics fed to a Kernel ELM, and sklearn baselines.
 
-The paper's second temporal family (REFERENCE.md §1 item 3): statistics (mean, std, min, max)
+The paper's second temporal family (arXiv 2403.12609): statistics (mean, std, min, max)
 of the frame embeddings over each window, one prediction per window from a Kernel Extreme
 Learning Machine, regularisation ``C`` searched on dev. A Kernel ELM is closed-form kernel
 ridge regression: with the training kernel matrix ``K`` and targets ``T`` (one-hot rows for

@@ -1,7 +1,7 @@
 """Post-processing of per-frame predictions: temporal smoothing and EXPR argmax.
 
 The paper smooths the interpolated per-frame predictions with a normalised Hamming window of
-about 0.5 s (``fps // 2`` frames) and takes the argmax for EXPR (REFERENCE.md §1 item 6); a
+about 0.5 s (``fps // 2`` frames) and takes the argmax for EXPR (as in arXiv 2403.12609); a
 moving average over about +-50 frames is the other common choice. Here the window length is
 searched on the dev set (:func:`search_smoothing`), per track so smoothing never crosses from
 one video into the next.

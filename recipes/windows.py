@@ -3,7 +3,7 @@
 Everything here works on one video's arrays at a time (``x`` of shape ``(n, D)``: ``n`` frames,
 ``D`` feature dimensions, with a boolean validity mask of shape ``(n,)``), in plain numpy, so
 that the data pipeline, the Kernel ELM and the neural models share one definition of what a
-window is. The paper's settings (REFERENCE.md §1 items 3 and 6): features taken at 5 fps
+window is. The paper's settings (SUN team, ABAW6, arXiv 2403.12609): features taken at 5 fps
 (every ``round(fps / 5)``-th video frame), min-max normalised per video, windows of 30 frames
 with hop 15 (VA) or 20 with hop 10 (EXPR) at that rate, window predictions spread back over
 their span, overlaps averaged, interpolated to every label frame.

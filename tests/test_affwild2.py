@@ -1,4 +1,5 @@
-"""The Aff-Wild2 reader on hand-built trees in every layout variant of REFERENCE.md §2."""
+"""The Aff-Wild2 reader on hand-built trees in every layout variant users have
+(docs/affwild2.md)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from emofeat_recipes.fusion import (
 
 
 def _ccc(y: np.ndarray, p: np.ndarray) -> float:
-    """Reference CCC of two 1-D arrays (REFERENCE.md §3)."""
+    """Reference CCC of two 1-D arrays (the ABAW definition: population variances)."""
     cov = ((y - y.mean()) * (p - p.mean())).mean()
     return float(2 * cov / (y.var() + p.var() + (y.mean() - p.mean()) ** 2))
 

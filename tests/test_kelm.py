@@ -15,7 +15,7 @@ from emofeat_recipes.kelm import STATS, KernelELM, baseline, search_c, window_fu
 
 
 def _ccc(y: np.ndarray, p: np.ndarray) -> float:
-    """Reference CCC (REFERENCE.md §3), mean over columns."""
+    """Reference CCC (the ABAW definition), mean over columns."""
     y, p = np.asarray(y, float).reshape(len(y), -1), np.asarray(p, float).reshape(len(p), -1)
     out = []
     for c in range(y.shape[1]):

@@ -209,7 +209,7 @@ def test_cli_crops_layout(tmp_path):
 
 
 def _ccc(x: np.ndarray, y: np.ndarray) -> float:
-    """Concordance correlation coefficient, population variances (REFERENCE.md section 3)."""
+    """Concordance correlation coefficient, population variances (the ABAW definition)."""
     mx, my = x.mean(), y.mean()
     return float(2 * ((x - mx) * (y - my)).mean() / (x.var() + y.var() + (mx - my) ** 2))
 

@@ -210,7 +210,7 @@ def test_smooth_mean_nan_and_identity():
 
 
 def _ccc(y: np.ndarray, p: np.ndarray) -> float:
-    """Reference CCC (REFERENCE.md §3): population variances, pooled frames."""
+    """Reference CCC (the ABAW definition): population variances, pooled frames."""
     y, p = np.ravel(y), np.ravel(p)
     cov = ((y - y.mean()) * (p - p.mean())).mean()
     return float(2 * cov / (y.var() + p.var() + (y.mean() - p.mean()) ** 2))

@@ -1,7 +1,7 @@
 """A synthetic, Aff-Wild2-shaped data set whose labels are a known function of the media.
 
 ``generate(root, videos=24, seed=0)`` writes the tree that Aff-Wild2 users have (see
-``../shared/docs/REFERENCE.md`` section 2 and ``docs/synth.md``)::
+``docs/affwild2.md`` and ``docs/synth.md``)::
 
     root/6th_ABAW_Annotations/VA_Estimation_Challenge/{Train_Set,Validation_Set}/<track>.txt
     root/6th_ABAW_Annotations/EXPR_Recognition_Challenge/{Train_Set,Validation_Set}/<track>.txt
