@@ -227,7 +227,7 @@ def emofeat_run(
 ) -> dict:
     """``engine.run`` on one input into a fresh store (extractors built inside the run)."""
     from emofeat import engine
-    from emofeat.cli import build_jobs
+    from emofeat import build_jobs
     from emofeat.store import FeatureStore
 
     if store.exists():

@@ -497,7 +497,7 @@ class Rounds:
 def part_a_b(args, model_dir: Path, wav: Path, mp4: Path, signal, work: Path) -> dict:
     import audonnx
 
-    from emofeat.cli import build_jobs
+    from emofeat import build_jobs
     from emofeat_plugins.audio.pdem import Pdem
 
     threads = args.threads

@@ -9,8 +9,9 @@ Public API (what plugins and users import):
 * reading results: :func:`open_store`, :class:`FeatureStore`;
 * the timeline rule: :func:`align_to_frames`;
 * media: :func:`probe`, :class:`Decoder`;
-* extraction from Python: :func:`extract` (what ``emofeat extract`` does) and
-  :func:`build_jobs` (imported on first use: ``import emofeat`` stays light).
+* extraction from Python: :func:`extract` (what ``emofeat extract`` does, into a store),
+  :func:`process_file` (one file in, DataFrames out) and :func:`build_jobs` (imported on
+  first use: ``import emofeat`` stays light).
 """
 
 from emofeat._version import __version__
@@ -44,7 +45,7 @@ from emofeat.timeline import align_to_frames
 
 def __getattr__(name: str):
     # the engine is imported only when extraction is asked for
-    if name in ("extract", "build_jobs"):
+    if name in ("extract", "process_file", "build_jobs"):
         from emofeat import api
 
         return getattr(api, name)
@@ -85,5 +86,6 @@ __all__ = [
     "get_extractors",
     "hookimpl",
     "open_store",
+    "process_file",
     "probe",
 ]

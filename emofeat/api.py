@@ -18,10 +18,19 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.markup import escape
 
 from emofeat import config as config_mod
-from emofeat.engine import InputResult, Job, RunOptions, RunSummary, order_jobs, run
+from emofeat.engine import (
+    InputResult,
+    Job,
+    RunOptions,
+    RunSummary,
+    open_extractors,
+    order_jobs,
+    run,
+)
 from emofeat.errors import ConfigError
 from emofeat.media import find_inputs
 from emofeat.plugins import get_extractor
@@ -89,13 +98,27 @@ def build_jobs(
     return order_jobs(jobs)
 
 
+Settings = Mapping[str, Mapping[str, Any]] | Iterable[str] | None
+"""``{extractor: {key: value}}``, or ``NAME.KEY=VALUE`` strings as ``emofeat extract --set``
+takes them (the same grammar and checks either way)."""
+
+
+def _split_settings(settings: Settings) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    if settings is None:
+        return {}, []
+    if isinstance(settings, Mapping):
+        return {str(k): dict(v or {}) for k, v in settings.items()}, []
+    if isinstance(settings, str):
+        return {}, [settings]
+    return {}, [str(s) for s in settings]
+
+
 def extract(
-    inputs: Iterable[str | os.PathLike],
-    extractors: Iterable[str],
-    store: str | os.PathLike,
-    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
+    plugins: str | Iterable[str],
+    output: str | os.PathLike = "features.h5",
+    settings: Settings = None,
     *,
-    sets: Iterable[str] = (),
     overwrite: bool = False,
     workers: int = 1,
     device: str = "cpu",
@@ -114,12 +137,17 @@ def extract(
     they are reported in the returned summary (``summary.failed``, ``summary.results``,
     ``summary.problems``) and in the store's run log.
 
+    Example:
+        >>> summary = emofeat.extract("videos/", ["egemaps", "functionals"], "feats.h5",
+        ...                           ["egemaps.win=2.0"])  # doctest: +SKIP
+        >>> summary.count("done"), summary.failed  # doctest: +SKIP
+
     Args:
-        inputs: files, folders (searched recursively unless ``recursive=False``), globs.
-        extractors: extractor names (see ``emofeat plugins``).
-        store: the store's index file (created if missing).
-        settings: ``{extractor: {key: value}}``.
-        sets: ``NAME.KEY=VALUE`` strings (after ``settings``).
+        inputs: a file, folder or glob, or several (folders are searched recursively unless
+            ``recursive=False``).
+        plugins: extractor names (see ``emofeat plugins``).
+        output: the store's index file (created if missing).
+        settings: ``{extractor: {key: value}}`` or ``["NAME.KEY=VALUE", ...]``.
         overwrite: redo complete, unchanged items.
         workers: worker processes.
         device: ``cpu``, ``cuda``, ``cuda:N``.
@@ -132,12 +160,21 @@ def extract(
         on_result: called after each input is committed.
         command: what to record as the command in the run log.
 
+    Returns:
+        The run's summary: ``results`` (one :class:`emofeat.engine.InputResult` per input,
+        with per-extractor outcomes and timings), ``count(status)``, ``failed``, ``seconds``.
+
     Raises:
         ConfigError, UnknownExtractorError: bad extractor names or settings (nothing run).
         StoreError: the store cannot be opened for writing (another writer, not a store).
         EmofeatError: the store could not be written (the items committed so far stay).
     """
-    jobs = build_jobs(list(extractors), sets, settings=settings)
+    names = [plugins] if isinstance(plugins, str) else list(plugins)
+    given, sets = _split_settings(settings)
+    jobs = build_jobs(names, sets, settings=given)
+    open_extractors(jobs, device)  # a constructor's usage error: once, before any input
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     paths, problems = find_inputs([str(p) for p in inputs], recursive=recursive)
     options = RunOptions(
         overwrite=overwrite,
@@ -154,7 +191,7 @@ def extract(
         set_compute_threads(threads)
     try:
         summary = run_extraction(
-            store,
+            output,
             paths,
             jobs,
             options,
@@ -224,3 +261,81 @@ def run_extraction(
     if progress:
         print_summary(summary, Path(store), console=console)
     return summary
+
+
+def process_file(
+    path: str | os.PathLike,
+    plugins: str | Iterable[str],
+    settings: Settings = None,
+    *,
+    aligned: bool = False,
+    apply_mask: bool = True,
+    device: str = "cpu",
+    grid_rate: float = 100.0,
+    image_fps: float = 30.0,
+) -> dict[str, pd.DataFrame]:
+    """Features of one file (or image folder) as DataFrames, without a store to manage.
+
+    The quick path for a notebook, like ``opensmile.Smile.process_file``: the input goes
+    through the same engine as :func:`extract` (into a temporary store that is removed
+    afterwards), and every stream comes back.
+
+    Example:
+        >>> frames = emofeat.process_file("talk.mp4", "egemaps")  # doctest: +SKIP
+        >>> frames["egemaps.lld"].head()  # doctest: +SKIP
+
+    Args:
+        path: a media file or an image-sequence folder.
+        plugins: extractor names.
+        settings: as for :func:`extract`.
+        aligned: one row per video frame (the frame-aligned view) instead of the native rows.
+        apply_mask: invalid rows hold NaN.
+        device, grid_rate, image_fps: as for :func:`extract`.
+
+    Returns:
+        ``"EXTRACTOR.STREAM"`` -> DataFrame indexed by ``(file, start, end)`` (timedeltas),
+        one column per dimension.
+
+    Raises:
+        ConfigError, UnknownExtractorError: bad extractor names or settings.
+        MediaError: the input failed (the message says why); an extractor that skips the
+            input (no audio track...) just gives no streams.
+    """
+    import tempfile
+
+    from emofeat.errors import MediaError
+    from emofeat.store import open_store
+
+    src = Path(path)
+    with tempfile.TemporaryDirectory(prefix="emofeat-") as tmp:
+        out = Path(tmp) / "features.h5"
+        summary = extract(
+            [src],
+            plugins,
+            out,
+            settings,
+            device=device,
+            grid_rate=grid_rate,
+            image_fps=image_fps,
+            recursive=False,
+            command=f"emofeat.process_file({src})",
+        )
+        problems = [m for _, m in summary.problems]
+        for res in summary.results:
+            problems += [
+                f"{o.extractor}: {o.message}" for o in res.outcomes if o.status == "failed"
+            ]
+            if res.status == "failed" and not res.outcomes:
+                problems.append(res.message)
+        if problems:
+            raise MediaError(src, "; ".join(dict.fromkeys(problems)))
+        if not out.exists():
+            return {}
+        store = open_store(out)
+        frames: dict[str, pd.DataFrame] = {}
+        for item in store.catalog():
+            for stream in item.streams:
+                frames[f"{item.extractor}.{stream}"] = store.to_frame(
+                    item.extractor, stream, aligned=aligned, apply_mask=apply_mask
+                )
+        return dict(sorted(frames.items()))

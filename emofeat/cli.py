@@ -27,7 +27,7 @@ from emofeat.api import (  # noqa: F401  (scripts import build_jobs from here)
     run_extraction,
     set_compute_threads,
 )
-from emofeat.engine import RunOptions
+from emofeat.engine import RunOptions, open_extractors
 from emofeat.errors import ConfigError, EmofeatError, StoreError, UnknownExtractorError
 from emofeat.media import find_inputs
 from emofeat.plugins import get_extractors, load_errors, load_plugins, pm
@@ -164,8 +164,12 @@ def extract(
     set_compute_threads(threads or max(1, (os.cpu_count() or 1) // workers))
     try:
         jobs = build_jobs(_split_names(plugins), sets, config_file)
+        open_extractors(jobs, device)  # a constructor's usage error: once, before any input
     except (ConfigError, UnknownExtractorError) as exc:
         raise click.UsageError(str(exc)) from None
+    except EmofeatError as exc:
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
     paths, problems = find_inputs(list(inputs), recursive=not no_recursive)
     options = RunOptions(
         overwrite=overwrite,

@@ -78,7 +78,9 @@ def coerce(name: str, key: str, value: Any, setting: Setting) -> Any:
                 value = False
             if not isinstance(value, bool):
                 raise ValueError
-        elif isinstance(default, int) and not isinstance(default, bool):
+        elif isinstance(default, (int, float)) and isinstance(value, bool):
+            raise ValueError  # strict: true is not 1.0 (--set win=true was taken as 1.0)
+        elif isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             value = int(value)

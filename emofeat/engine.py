@@ -270,6 +270,29 @@ def _depends_on(store: FeatureStore, key: str, job: Job) -> set[str]:
 _EXTRACTORS: dict[tuple[str, str, str], Extractor] = {}
 
 
+def open_extractors(jobs: list[Job], device: str = "cpu") -> None:
+    """Create every job's extractor once, before any input is touched.
+
+    A usage error an extractor's constructor finds (:class:`ConfigError`: a bad combination
+    of settings, a model name that does not resolve) is reported once for the whole run
+    instead of once per input. The instances are kept for this process's run.
+
+    Raises:
+        ConfigError: raised by a constructor.
+        EmofeatError: a constructor failed otherwise (a plugin bug), named with its extractor.
+    """
+    for job in jobs:
+        try:
+            _instance(job, device)
+        except EmofeatError:
+            raise
+        except Exception as exc:
+            raise EmofeatError(
+                f"extractor {job.name!r} ({job.package or job.plugin}) cannot be created: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+
 def _instance(job: Job, device: str) -> Extractor:
     # one instance per process and configuration: models load once per run
     ck = (job.name, config_hash(job.config), device)

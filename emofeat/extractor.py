@@ -10,6 +10,7 @@ processes.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -175,7 +176,10 @@ class Extractor:
             cls.settings = own
 
     def __init__(self, config: dict[str, Any] | None = None, device: str = "cpu") -> None:
-        self.config: dict[str, Any] = {k: s.default for k, s in self.settings.items()}
+        # copies: a list default (thresholds...) must not be shared between instances
+        self.config: dict[str, Any] = {
+            k: copy.deepcopy(s.default) for k, s in self.settings.items()
+        }
         self.config.update(config or {})
         self.check_config(self.config)
         self.device = device

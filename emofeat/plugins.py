@@ -63,7 +63,19 @@ def load_plugins(load: str | None = None) -> None:
         return
     _loaded = True
     allowed = _allowed(load if load is not None else os.environ.get(LOAD_PLUGINS_ENV))
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    if allowed:
+        known = {ep.name for ep in eps} | {ep.dist.name for ep in eps if ep.dist is not None}
+        unknown = sorted(allowed - known)
+        if unknown:
+            print(
+                f"emofeat: {LOAD_PLUGINS_ENV} names {', '.join(map(repr, unknown))}, which no "
+                f"installed plugin is called; entry points: "
+                f"{', '.join(sorted({ep.name for ep in eps})) or 'none'} (packages: "
+                f"{', '.join(sorted({ep.dist.name for ep in eps if ep.dist})) or 'none'})",
+                file=sys.stderr,
+            )
+    for ep in eps:
         dist_name = ep.dist.name if ep.dist is not None else ""
         if allowed is not None and ep.name not in allowed and dist_name not in allowed:
             continue
@@ -158,6 +170,8 @@ def get_extractor(name: str):
         if name in entry.aliases:
             return entry
     known = ", ".join(sorted(found)) or "none"
+    limit = os.environ.get(LOAD_PLUGINS_ENV)
+    why = f"; {LOAD_PLUGINS_ENV}={limit!r} limits which plugins load" if limit is not None else ""
     raise UnknownExtractorError(
-        f"no extractor named {name!r}; installed: {known} (see 'emofeat plugins')"
+        f"no extractor named {name!r}; installed: {known} (see 'emofeat plugins'){why}"
     )

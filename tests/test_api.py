@@ -50,3 +50,30 @@ def test_bad_settings_fail_before_any_input(tmp_path):
     assert not (tmp_path / "f.h5").exists()
     with pytest.raises(emofeat.UnknownExtractorError):
         emofeat.extract([tmp_path / "voice.wav"], ["nosuch"], tmp_path / "f.h5")
+
+
+def test_process_file_returns_frames_without_a_store(tmp_path):
+    video = write_video(tmp_path / "talk.mp4", duration=2.0, fps=30)
+    frames = emofeat.process_file(video, "egemaps", ["egemaps.functionals=false"])
+    assert list(frames) == ["egemaps.lld"]
+    df = frames["egemaps.lld"]
+    assert df.shape[1] == 25 and df.index.names == ["file", "start", "end"]
+    assert set(df.index.get_level_values("file")) == {str(video.resolve())}
+    # the same values as a store written by emofeat.extract
+    emofeat.extract(video, "egemaps", tmp_path / "f.h5", {"egemaps": {"functionals": False}})
+    stored = emofeat.open_store(tmp_path / "f.h5").to_frame("egemaps", "lld")
+    np.testing.assert_array_equal(df.to_numpy(), stored.to_numpy())
+    aligned = emofeat.process_file(video, "egemaps", aligned=True)
+    assert len(aligned["egemaps.lld"]) == 60 and len(aligned["egemaps.functionals"]) == 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.h5", "f.h5.d", "talk.mp4"]
+    with pytest.raises(emofeat.MediaError, match="missing.mp4"):
+        emofeat.process_file(tmp_path / "missing.mp4", "egemaps")
+
+
+def test_settings_are_strict_and_defaults_not_shared():
+    with pytest.raises(emofeat.ConfigError, match="egemaps.win"):
+        emofeat.build_jobs(["egemaps"], ["egemaps.win=true"])  # not taken as 1.0
+    faces = emofeat.get_extractor("faces").cls
+    a, b = faces(), faces()
+    a.config["thresholds"].append(0.9)
+    assert len(b.config["thresholds"]) == 3

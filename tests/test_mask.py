@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 
 import emofeat
-from emofeat.cli import build_jobs
+from emofeat import build_jobs
 from emofeat.samples import speech_like, write_audio
 
 SR = 16000

@@ -214,3 +214,24 @@ def test_registered_class_is_validated():
 def test_env_not_leaking():
     assert "EMOFEAT_LOAD_PLUGINS" not in os.environ
     assert Path(PLUGIN_SRC / "emofeat_loudness.py").exists()
+
+
+def test_a_constructor_usage_error_is_reported_once_before_any_input(third_party, tmp_path):
+    """The plugin's constructor raises ConfigError: exit 2, one message, no input touched."""
+    inputs = [write_audio(tmp_path / f"a{k}.wav", duration=1.0) for k in range(3)]
+    out = tmp_path / "feats.h5"
+    res = run_cli(
+        "extract", "-p", "loudness", "--set", "loudness.floor=3", "-o", str(out),
+        *map(str, inputs), env=third_party,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("must be below 0 dBFS") == 1, res.stderr
+    assert not out.exists()  # nothing was opened, decoded or written
+
+
+def test_unknown_allow_list_name_is_a_warning_naming_what_exists():
+    res = run_cli("extract", "-p", "egemaps", "x.wav", env={"EMOFEAT_LOAD_PLUGINS": "opensmil"})
+    assert res.returncode == 2
+    assert "EMOFEAT_LOAD_PLUGINS names 'opensmil'" in res.stderr
+    assert "opensmile" in res.stderr.split("entry points:")[1]
+    assert "limits which plugins load" in " ".join(res.stderr.split())

@@ -23,6 +23,13 @@ class Loudness(emofeat.Extractor):
         "floor": emofeat.Setting(-100.0, "lowest level reported, dBFS"),
     }
 
+    def __init__(self, config=None, device="cpu"):
+        super().__init__(config, device)
+        if self.config["floor"] >= 0:  # a check only an instance makes (docs/plugins.md)
+            raise emofeat.ConfigError(
+                f"loudness.floor={self.config['floor']}: must be below 0 dBFS"
+            )
+
     def streams(self):
         return [
             emofeat.StreamSpec("rms", ("rms_dbfs",), "frame", f"{1 / self.config['frame']:g} Hz")
