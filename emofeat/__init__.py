@@ -8,6 +8,7 @@ Public API (what plugins and users import):
   :class:`SkipExtractor`, :class:`ConfigError`;
 * reading results: :func:`open_store`, :class:`FeatureStore`;
 * the timeline rule: :func:`align_to_frames`;
+* window statistics (what ``functionals`` computes): :data:`STATS`, :func:`window_statistics`;
 * media: :func:`probe`, :class:`Decoder`;
 * extraction from Python: :func:`extract` (what ``emofeat extract`` does, into a store),
   :func:`process_file` (one file in, DataFrames out) and :func:`build_jobs` (imported on
@@ -39,6 +40,7 @@ from emofeat.extractor import (
 from emofeat.hookspecs import hookimpl
 from emofeat.media import AudioChunk, Decoder, FrameGrid, MediaInfo, VideoChunk, probe
 from emofeat.plugins import get_extractor, get_extractors
+from emofeat.statistics import STATS, check_stats, window_statistics
 from emofeat.store import FeatureStore, StoredInput, StreamData, open_store
 from emofeat.timeline import align_to_frames
 
@@ -53,6 +55,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "STATS",
     "AUDIO",
     "FEATURES",
     "VIDEO",
@@ -81,6 +84,7 @@ __all__ = [
     "__version__",
     "align_to_frames",
     "build_jobs",
+    "check_stats",
     "extract",
     "get_extractor",
     "get_extractors",
@@ -88,4 +92,5 @@ __all__ = [
     "open_store",
     "process_file",
     "probe",
+    "window_statistics",
 ]

@@ -15,77 +15,27 @@ import fnmatch
 import numpy as np
 
 import emofeat
-from emofeat import Extractor, Rows, Setting, SkipExtractor, StreamSpec
-
-STATS = (
-    "mean",
-    "std",
-    "min",
-    "max",
-    "range",
-    "median",
-    "p10",
-    "p25",
-    "p75",
-    "p90",
-    "iqr",
-    "slope",
-    "first",
-    "last",
+from emofeat import (
+    STATS,
+    Extractor,
+    Rows,
+    Setting,
+    SkipExtractor,
+    StreamSpec,
+    check_stats,
+    window_statistics,
 )
 
 
 def window_stats(x: np.ndarray, t: np.ndarray, stats: list[str]) -> np.ndarray:
-    """Statistics of the rows of ``x`` (frames x dims) at times ``t`` (seconds).
+    """Statistics of the rows of ``x`` (frames x dims) at times ``t`` (seconds), float32.
 
-    ``slope`` is the least-squares slope per second; with fewer than two frames it is 0.
-    Returns a vector of ``len(stats) * dims`` values ordered stat-major.
+    One window of :func:`emofeat.window_statistics` (the definitions live there);
+    ``len(stats) * dims`` values, stat-major; NaN for a window without frames.
     """
-    d = x.shape[1]
     if len(x) == 0:
-        return np.full(len(stats) * d, np.nan, np.float32)
-    x = x.astype(np.float64, copy=False)
-    cache: dict[str, np.ndarray] = {}
-
-    def pct(q: float) -> np.ndarray:
-        key = f"q{q}"
-        if key not in cache:
-            cache[key] = np.percentile(x, q, axis=0)
-        return cache[key]
-
-    out = []
-    for s in stats:
-        if s == "mean":
-            v = x.mean(0)
-        elif s == "std":
-            v = x.std(0)
-        elif s == "min":
-            v = x.min(0)
-        elif s == "max":
-            v = x.max(0)
-        elif s == "range":
-            v = x.max(0) - x.min(0)
-        elif s == "median":
-            v = pct(50)
-        elif s in ("p10", "p25", "p75", "p90"):
-            v = pct(float(s[1:]))
-        elif s == "iqr":
-            v = pct(75) - pct(25)
-        elif s == "slope":
-            if len(x) < 2:
-                v = np.zeros(d)
-            else:
-                tc = t - t.mean()
-                denom = float((tc**2).sum())
-                v = (tc[:, None] * (x - x.mean(0))).sum(0) / denom if denom > 0 else np.zeros(d)
-        elif s == "first":
-            v = x[0]
-        elif s == "last":
-            v = x[-1]
-        else:  # validated in __init__
-            raise ValueError(s)
-        out.append(v)
-    return np.concatenate(out).astype(np.float32)
+        return np.full(len(stats) * x.shape[1], np.nan, np.float32)
+    return window_statistics(x[None], None, stats, times=np.asarray(t)[None])[0].astype(np.float32)
 
 
 class Functionals(Extractor):
@@ -115,19 +65,16 @@ class Functionals(Extractor):
 
     @classmethod
     def check_config(cls, config):
-        stats = ["median" if s == "p50" else s for s in config["stats"]]
-        bad = [s for s in stats if s not in STATS]
-        if bad or not stats:
-            raise emofeat.ConfigError(
-                f"functionals.stats: unknown statistic {bad[0] if bad else '(none)'}; "
-                f"choose from {', '.join(STATS)}"
-            )
+        try:
+            check_stats(config["stats"])
+        except ValueError as exc:
+            raise emofeat.ConfigError(f"functionals.stats: {exc}") from None
         if config["win"] <= 0 or config["hop"] <= 0:
             raise emofeat.ConfigError("functionals: win and hop must be positive seconds")
 
     def __init__(self, config=None, device="cpu"):
         super().__init__(config, device)
-        self.stats = ["median" if s == "p50" else s for s in self.config["stats"]]
+        self.stats = check_stats(self.config["stats"])
         self._streams: list[StreamSpec] = []
 
     def streams(self):

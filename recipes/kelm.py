@@ -14,33 +14,15 @@ refuses to build a matrix above ``max_memory_gb``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import linalg
 from sklearn.base import BaseEstimator
 
-__all__ = ["STATS", "KernelELM", "baseline", "search_c", "window_functionals"]
+from emofeat import STATS, window_statistics
 
-# the statistics of the core's ``functionals`` extractor, recomputed here on in-memory
-# windows (recipes may use only the public ``emofeat`` API, which does not export them)
-STATS = (
-    "mean",
-    "std",
-    "min",
-    "max",
-    "range",
-    "median",
-    "p10",
-    "p25",
-    "p75",
-    "p90",
-    "iqr",
-    "slope",
-    "first",
-    "last",
-)
+__all__ = ["STATS", "KernelELM", "baseline", "search_c", "window_functionals"]
 
 
 def window_functionals(
@@ -51,74 +33,14 @@ def window_functionals(
 ) -> np.ndarray:
     """Statistics over the valid frames of each window: ``(W, L, D)`` -> ``(W, D * len(stats))``.
 
-    Same definitions and order as the core's ``functionals`` extractor: stat-major (all
-    dimensions of the first statistic, then the second, ...), population std, numpy's linear
-    percentiles, ``slope`` the least-squares slope per second with frames ``1 / rate`` s apart
-    (``rate=1``: per frame; 0 with fewer than two valid frames), ``first``/``last`` the first
-    and last valid frame. ``p50`` is accepted for ``median``. A window with no valid frame
-    gives a row of NaN: drop those rows before fitting (``np.isfinite(F).all(1)``).
+    The core's :func:`emofeat.window_statistics` (the same definitions as the ``functionals``
+    extractor) with frames ``1 / rate`` s apart (``slope`` per second; ``rate=1``: per frame).
+    A window with no valid frame gives a row of NaN: drop those rows before fitting
+    (``np.isfinite(F).all(1)``).
     """
-    x = np.asarray(windows, dtype=np.float64)
-    if x.ndim != 3:
-        raise ValueError(f"window_functionals: expected (W, L, D) windows, got shape {x.shape}")
-    w_count, length, d = x.shape
-    v = np.ones((w_count, length), bool) if valid is None else np.asarray(valid, dtype=bool)
-    if v.shape != (w_count, length):
-        raise ValueError(f"window_functionals: valid has shape {v.shape}, expected {x.shape[:2]}")
-    stats = ["median" if s == "p50" else s for s in stats]
-    bad = [s for s in stats if s not in STATS]
-    if bad or not stats:
-        raise ValueError(
-            f"window_functionals: unknown statistic {bad[0] if bad else '(none)'}; "
-            f"choose from {', '.join(STATS)}"
-        )
-    v = v & np.isfinite(x).all(axis=2)
-    xm = np.where(v[:, :, None], x, np.nan)
-    n_valid = v.sum(axis=1)
-    empty = n_valid == 0
-    pct: dict[float, np.ndarray] = {}
-
-    def percentile(q: float) -> np.ndarray:
-        if q not in pct:
-            pct[q] = np.nanpercentile(xm, q, axis=1)
-        return pct[q]
-
-    out = []
-    # all-NaN windows give NaN rows by design; silence numpy's "empty slice" warnings
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for s in stats:
-            if s == "mean":
-                val = np.nanmean(xm, axis=1)
-            elif s == "std":
-                val = np.nanstd(xm, axis=1)
-            elif s == "min":
-                val = np.nanmin(xm, axis=1)
-            elif s == "max":
-                val = np.nanmax(xm, axis=1)
-            elif s == "range":
-                val = np.nanmax(xm, axis=1) - np.nanmin(xm, axis=1)
-            elif s == "median":
-                val = percentile(50.0)
-            elif s in ("p10", "p25", "p75", "p90"):
-                val = percentile(float(s[1:]))
-            elif s == "iqr":
-                val = percentile(75.0) - percentile(25.0)
-            elif s == "slope":
-                t = np.arange(length, dtype=np.float64) / rate
-                tm = np.where(v, t, np.nan)
-                tc = tm - np.nanmean(tm, axis=1, keepdims=True)
-                xc = xm - np.nanmean(xm, axis=1, keepdims=True)
-                denom = np.nansum(tc**2, axis=1)
-                num = np.nansum(tc[:, :, None] * xc, axis=1)
-                val = np.where(denom[:, None] > 0, num / np.where(denom > 0, denom, 1)[:, None], 0)
-            elif s in ("first", "last"):
-                pos = v.argmax(axis=1) if s == "first" else length - 1 - v[:, ::-1].argmax(axis=1)
-                val = x[np.arange(w_count), pos]
-            val = np.array(val, dtype=np.float64)
-            val[empty] = np.nan
-            out.append(val)
-    return np.concatenate(out, axis=1)
+    x = np.asarray(windows)
+    length = x.shape[1] if x.ndim == 3 else 0
+    return window_statistics(x, valid, stats, times=np.arange(length) / float(rate))
 
 
 class KernelELM(BaseEstimator):

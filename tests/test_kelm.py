@@ -10,7 +10,6 @@ from sklearn.metrics import accuracy_score
 from sklearn.multioutput import MultiOutputRegressor
 from sklearn.pipeline import Pipeline
 
-from emofeat_plugins.functionals import window_stats
 from emofeat_recipes.kelm import STATS, KernelELM, baseline, search_c, window_functionals
 
 
@@ -115,7 +114,27 @@ def test_search_c_classification():
     assert model.task_ == "classification" and scores[model.C] >= 0.85
 
 
-def test_window_functionals_match_the_core_extractor():
+def _reference(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Every statistic of STATS written out independently, for one window's valid frames."""
+    p = {q: np.percentile(x, q, axis=0) for q in (10, 25, 50, 75, 90)}
+    tc = t - t.mean()
+    slope = (
+        (tc[:, None] * (x - x.mean(0))).sum(0) / (tc**2).sum()
+        if len(x) > 1
+        else np.zeros(x.shape[1])
+    )
+    by = {
+        "mean": x.mean(0), "std": x.std(0), "min": x.min(0), "max": x.max(0),
+        "range": x.max(0) - x.min(0), "median": p[50], "p10": p[10], "p25": p[25],
+        "p75": p[75], "p90": p[90], "iqr": p[75] - p[25], "slope": slope,
+        "first": x[0], "last": x[-1],
+    }  # fmt: skip
+    return np.concatenate([by[s] for s in STATS])
+
+
+def test_window_functionals_and_the_extractor_share_the_definitions():
+    from emofeat_plugins.functionals import window_stats
+
     rng = np.random.default_rng(4)
     w = rng.normal(size=(6, 10, 3))
     valid = rng.random((6, 10)) > 0.3
@@ -128,8 +147,15 @@ def test_window_functionals_match_the_core_extractor():
     assert np.isnan(f[0]).all()
     t = np.arange(10) / rate
     for i in range(1, 6):
-        ref = window_stats(w[i][valid[i]], t[valid[i]], list(STATS))  # core's definitions
-        np.testing.assert_allclose(f[i], ref, rtol=1e-5, atol=1e-6)
+        ref = _reference(w[i][valid[i]], t[valid[i]])
+        np.testing.assert_allclose(f[i], ref, rtol=1e-9, atol=1e-12)
+        # the extractor's per-window form gives the same numbers (float32)
+        one = window_stats(w[i][valid[i]], t[valid[i]], list(STATS))
+        np.testing.assert_allclose(one, ref, rtol=1e-5, atol=1e-6)
+    # all frames valid: the dense path, same definitions
+    dense = window_functionals(w, None, STATS, rate=rate)
+    for i in range(6):
+        np.testing.assert_allclose(dense[i], _reference(w[i], t), rtol=1e-9, atol=1e-12)
     # default stats: mean, std, min, max (the paper's), stat-major order
     f = window_functionals(w[2:3], valid[2:3])
     x = w[2][valid[2]]
