@@ -52,6 +52,8 @@ class Recipe:
             mapping, merged over the defaults.
         open_sections: dotted paths (``"extract.settings"``) below which any key is
             accepted; everywhere else an unknown key is an error.
+        validate: checks the resolved config's values (allowed names, ranges) and raises
+            :class:`ConfigError` naming the key; called by :func:`resolve_config`.
         plugin: set by the registry: the plugin that registered the recipe.
         version: the recipe's own version (recorded in ``run.json``).
     """
@@ -66,6 +68,9 @@ class Recipe:
     #: dotted paths of free-form sections: any keys below them are accepted (for example
     #: per-extractor settings, whose keys the extractors check themselves)
     open_sections: tuple[str, ...] = ()
+    #: ``validate(config)`` raises :class:`ConfigError` for a bad resolved config; it runs
+    #: when the config is resolved, before the recipe reads any data
+    validate: Callable[[dict[str, Any]], None] | None = None
 
     def default_config(self) -> dict[str, Any]:
         """The defaults as a fresh mapping."""
@@ -267,7 +272,10 @@ def resolve_config(
         resolved = deep_merge(resolved, layer, open_sections=recipe.open_sections)
     if overrides:
         resolved = deep_merge(resolved, overrides, open_sections=recipe.open_sections)
-    return apply_sets(resolved, sets, recipe.open_sections)
+    resolved = apply_sets(resolved, sets, recipe.open_sections)
+    if recipe.validate is not None:
+        recipe.validate(resolved)
+    return resolved
 
 
 def new_run_dir(out: Path, name: str) -> Path:

@@ -22,6 +22,18 @@ def _run_va(ctx: RecipeRun) -> dict:
     return run_abaw(ctx, "VA")
 
 
+def _validate_va(config: dict) -> None:
+    from emofeat_recipes.validate import validate_abaw
+
+    validate_abaw(config, "VA")
+
+
+def _validate_expr(config: dict) -> None:
+    from emofeat_recipes.validate import validate_abaw
+
+    validate_abaw(config, "EXPR")
+
+
 def _run_expr(ctx: RecipeRun) -> dict:
     from emofeat_recipes.abaw import run_abaw
 
@@ -36,6 +48,7 @@ ABAW_VA = Recipe(
     configs={"sun2024": CONFIGS / "sun2024_va.yaml", "quick": CONFIGS / "quick.yaml"},
     version=VERSION,
     open_sections=("extract.settings",),
+    validate=_validate_va,
 )
 ABAW_EXPR = Recipe(
     name="abaw_expr",
@@ -45,6 +58,7 @@ ABAW_EXPR = Recipe(
     configs={"sun2024": CONFIGS / "sun2024_expr.yaml", "quick": CONFIGS / "quick.yaml"},
     version=VERSION,
     open_sections=("extract.settings",),
+    validate=_validate_expr,
 )
 
 

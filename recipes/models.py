@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from emofeat.errors import ConfigError
+from emofeat_recipes.validate import POOLS
 
 __all__ = [
     "MODEL_KEYS",
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 OUTPUTS = ("linear", "tanh")
-POOLS = ("mean+std", "mean", "concat")
 
 
 class ModelSpecError(ConfigError, ValueError):

@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
+from emofeat_recipes.validate import SMOOTHING
+
 __all__ = ["default_windows", "expr_argmax", "search_smoothing", "smooth"]
 
-KINDS = ("hamming", "mean")
+KINDS = SMOOTHING
 
 
 def _kernel(window: int, kind: str) -> np.ndarray:

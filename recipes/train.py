@@ -40,6 +40,7 @@ from rich.progress import (
 from torch import Tensor, nn
 
 from emofeat.errors import ConfigError
+from emofeat_recipes.validate import OPTIMIZERS, SCHEDULES
 
 __all__ = [
     "TrainConfig",
@@ -54,8 +55,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adamw", "adam")
-SCHEDULES = ("cosine", "cosine_restarts", "constant")
 CHECKPOINT_FORMAT = 1
 
 

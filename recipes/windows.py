@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emofeat_recipes.validate import NORMALISERS
+
 __all__ = [
     "NORMALISERS",
     "Normaliser",
@@ -68,13 +70,7 @@ def seconds_to_frames(seconds: float, rate: float) -> int:
 
 # --------------------------------------------------------------------------- normalisation
 
-NORMALISERS = (
-    "per_video_minmax",
-    "per_video_zscore",
-    "global_minmax",
-    "global_zscore",
-    "none",
-)
+
 # the short names of the spec; per-video is the paper's choice
 _ALIASES = {"minmax": "per_video_minmax", "zscore": "per_video_zscore"}
 

@@ -132,3 +132,25 @@ def test_cli_recipe_show_and_errors(tmp_path):
     assert res.returncode == 1 and "--data is required" in res.stderr
     res = run_cli("recipe", "list")
     assert "abaw_va" in res.stdout and "abaw_expr" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("window.unit=minutes", "window.unit='minutes': must be one of frames, seconds"),
+        ("loss.name=focal", "loss.name='focal': must be one of ccc, rmse, mse"),
+        ("normalise=pervideo", "normalise='pervideo'"),
+        ("decision.methods=dirichlet,forest", "decision.methods: 'forest'"),
+        ("min_coverage=1.5", "min_coverage=1.5"),
+        ("functionals.stats=mean,kurt", "unknown statistic kurt"),
+    ],
+)
+def test_abaw_config_is_checked_before_any_data_is_read(item, message, tmp_path):
+    # --data does not even exist: the config error must come first
+    res = run_cli(
+        "recipe", "run", "abaw_va", "--data", str(tmp_path / "nowhere"), "--set", item,
+        "-o", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert message in " ".join(res.stderr.split())
+    assert not (tmp_path / "runs").exists()
