@@ -139,6 +139,11 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
 )
 @click.option("--no-recursive", is_flag=True, help="Do not search folders recursively.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Print the full traceback of every failure (the run log keeps them: inspect --log).",
+)
 def extract(
     inputs,
     plugins,
@@ -154,6 +159,7 @@ def extract(
     prefetch,
     no_recursive,
     quiet,
+    debug,
 ) -> None:
     """Extract features from INPUTS (files, folders, glob patterns) into a store.
 
@@ -189,7 +195,20 @@ def extract(
         sys.exit(2)
     except EmofeatError as exc:
         console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
+        if debug:
+            console.print_exception()
         sys.exit(1)
+    traced = [o for r in summary.results for o in r.outcomes if o.traceback]
+    if debug:
+        for o in traced:
+            console.print(f"[red]{escape(o.input)} ({escape(o.extractor)})[/]:", highlight=False)
+            console.print(escape(o.traceback.rstrip()), highlight=False)
+    elif traced:
+        console.print(
+            f"{len(traced)} failure(s) raised inside an extractor: --debug prints their "
+            f"tracebacks (kept in the run log: emofeat inspect {escape(str(output))} --log)",
+            highlight=False,
+        )
     sys.exit(1 if summary.failed else 0)
 
 
@@ -198,10 +217,12 @@ def plugin_rows() -> list[dict[str, Any]]:
     rows = []
     for name, entry in sorted(get_extractors().items()):
         cls = entry.cls
+        error = ""
         try:
             streams = cls().streams()
-        except Exception:
+        except Exception as exc:  # shown, not hidden: a plugin author needs to see it
             streams = []
+            error = f"{type(exc).__name__}: {exc}"
         rows.append(
             {
                 "name": name,
@@ -216,6 +237,8 @@ def plugin_rows() -> list[dict[str, Any]]:
                 ],
                 "license": cls.license,
                 "commercial_use": cls.commercial_use,
+                "entry_point": entry.plugin,
+                "error": error,
                 "description": cls.description,
                 "settings": {
                     k: {"default": s.default, "help": s.help} for k, s in cls.settings.items()
@@ -245,12 +268,20 @@ def plugins_cmd(as_json: bool) -> None:
             )
         )
         return
-    t = Table(show_header=True, header_style="bold", title="installed extractors")
+    t = Table(
+        show_header=True,
+        header_style="bold",
+        title="installed extractors",
+        caption=escape("package [entry point]: EMOFEAT_LOAD_PLUGINS takes either name"),
+    )
     for col in ("name", "version", "modality", "streams (dims @ rate)", "licence", "package"):
         t.add_column(col)
     for r in rows:
         streams = "\n".join(f"{s['name']}: {s['dims'] or '?'} @ {s['rate']}" for s in r["streams"])
-        pkg = f"{r['package']} {r['version']}".strip() + f" [{r['plugin']}]"
+        if r["error"]:
+            streams = f"[red]cannot be created with its defaults:[/] {escape(r['error'])}"
+        # escaped: rich would take "[audio]" for a style and print nothing
+        pkg = escape(f"{r['package']} {r['version']}".strip() + f" [{r['entry_point']}]")
         t.add_row(
             r["name"], r["extractor_version"], r["modality"], streams or "-", r["license"], pkg
         )
@@ -402,9 +433,12 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
             out.print(escape(f"  {s['key']} x {s['extractor']}"), highlight=False)
     if show_log and len(log):
         for rec in log.to_dict("records"):
+            tb = rec.pop("traceback", None)
             out.print(
                 json.dumps({k: v for k, v in rec.items() if v == v}, default=str), highlight=False
             )
+            if isinstance(tb, str) and tb:  # a plugin's failure: where it happened
+                out.print(escape("    " + tb.rstrip().replace("\n", "\n    ")), highlight=False)
 
 
 @cli.command()

@@ -98,6 +98,7 @@ class ItemOutcome:
     seconds: float = 0.0  # processing time spent in the extractor
     media_seconds: float = 0.0  # duration of the input it covered
     frames: int = 0  # frames on the input's grid (video inputs) or rows written
+    traceback: str = ""  # of the exception that failed it (plugin bugs), else ""
 
 
 @dataclass
@@ -412,7 +413,14 @@ def process_input(
             continue
         except Exception as exc:
             result.outcomes.append(
-                ItemOutcome(path, key, job.name, "failed", f"{type(exc).__name__}: {exc}")
+                ItemOutcome(
+                    path,
+                    key,
+                    job.name,
+                    "failed",
+                    f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(),
+                )
             )
             continue
         active.append((job, ex, new_writer(job, ex)))
@@ -427,6 +435,7 @@ def process_input(
     )
     spent = {j.name: 0.0 for j, _, _ in active}
     broken: dict[str, str] = {}
+    tracebacks: dict[str, str] = {}  # of the exceptions in broken (plugin bugs)
     total = float(info.duration or 0.0)
     t_loop = time.perf_counter()
     last_report = 0.0
@@ -457,6 +466,7 @@ def process_input(
                         chunk.upstream[job.name] = produced
                 except Exception as exc:  # one broken extractor does not stop the others
                     broken[job.name] = f"{type(exc).__name__}: {exc}"
+                    tracebacks[job.name] = traceback.format_exc()
                 spent[job.name] += time.perf_counter() - ts
                 if isinstance(chunk, AudioChunk):
                     fed[job.name] = chunk.start + len(chunk.samples) / chunk.sampling_rate
@@ -477,6 +487,7 @@ def process_input(
                     writer.ensure_stream(spec.name, spec.labels)
             except Exception as exc:
                 broken[job.name] = f"{type(exc).__name__}: {exc}"
+                tracebacks[job.name] = traceback.format_exc()
             spent[job.name] += time.perf_counter() - ts
     except MediaError as exc:
         return fail_all(exc.problem)
@@ -498,7 +509,14 @@ def process_input(
             writer.abort()
             result.outcomes.append(
                 ItemOutcome(
-                    path, key, job.name, "failed", broken[job.name], spent[job.name], media_seconds
+                    path,
+                    key,
+                    job.name,
+                    "failed",
+                    broken[job.name],
+                    spent[job.name],
+                    media_seconds,
+                    traceback=tracebacks.get(job.name, ""),
                 )
             )
             continue
@@ -647,6 +665,7 @@ def process_input(
                         "failed",
                         f"{type(exc).__name__}: {exc}",
                         time.perf_counter() - ts,
+                        traceback=traceback.format_exc(),
                     )
                 )
                 for masked in pending_masks.pop(job.name, []):
@@ -867,6 +886,7 @@ def _commit_result(store: FeatureStore, res: InputResult, entry: Callable[..., d
             status=o.status,
             message=o.message,
             seconds=round(o.seconds, 4),
+            **({"traceback": o.traceback} if o.traceback else {}),
         )
         for o in res.outcomes
     ]

@@ -235,3 +235,27 @@ def test_unknown_allow_list_name_is_a_warning_naming_what_exists():
     assert "EMOFEAT_LOAD_PLUGINS names 'opensmil'" in res.stderr
     assert "opensmile" in res.stderr.split("entry points:")[1]
     assert "limits which plugins load" in " ".join(res.stderr.split())
+
+
+def test_a_plugin_failure_keeps_its_traceback(third_party, tmp_path):
+    """A plugin bug: the run says where it happened (--debug, and the run log keeps it)."""
+    inputs = [write_audio(tmp_path / f"a{k}.wav", duration=1.0) for k in range(2)]
+    out = tmp_path / "feats.h5"
+    args = ["extract", "-p", "loudness", "--set", "loudness.fail=true", "-o", str(out)]
+    res = run_cli(*args, *map(str, inputs), env=third_party)
+    assert res.returncode == 1
+    assert "--debug prints their tracebacks" in " ".join(res.stderr.split())
+    assert "Traceback" not in res.stderr
+    res = run_cli(*args, "--debug", "--overwrite", *map(str, inputs), env=third_party)
+    assert res.returncode == 1
+    assert res.stderr.count("Traceback (most recent call last)") == 2, res.stderr
+    assert "in _explode" in res.stderr and "emofeat_loudness.py" in res.stderr
+    log = run_cli("inspect", str(out), "--log", env=third_party)
+    assert "in _explode" in log.stdout and "loudness asked to fail at 0.0 s" in log.stdout
+
+
+def test_plugins_listing_names_entry_points():
+    res = run_cli("plugins")
+    assert "[opensmile]" in res.stdout and "[faces]" in res.stdout
+    rows = {r["name"]: r for r in json.loads(run_cli("plugins", "--json").stdout)["extractors"]}
+    assert rows["egemaps"]["entry_point"] == "opensmile" and rows["egemaps"]["error"] == ""

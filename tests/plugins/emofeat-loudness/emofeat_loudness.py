@@ -21,6 +21,7 @@ class Loudness(emofeat.Extractor):
     settings = {
         "frame": emofeat.Setting(0.05, "frame length and hop in seconds"),
         "floor": emofeat.Setting(-100.0, "lowest level reported, dBFS"),
+        "fail": emofeat.Setting(False, "raise inside process() (to test error reporting)"),
     }
 
     def __init__(self, config=None, device="cpu"):
@@ -48,7 +49,12 @@ class Loudness(emofeat.Extractor):
             yield emofeat.Rows("rms", [[db]], [t], [t + len(window) / sr], valid=[not padded])
 
     def process(self, chunk):
+        if self.config["fail"]:
+            self._explode(chunk.start)
         yield from self._rows(self.windows.push(chunk.samples))
+
+    def _explode(self, start):
+        raise RuntimeError(f"loudness asked to fail at {start:.1f} s")
 
     def end(self):
         yield from self._rows(self.windows.flush())
