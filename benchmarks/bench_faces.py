@@ -226,8 +226,7 @@ def emofeat_run(
     names: list[str], sets: tuple[str, ...], path: Path, store: Path, read: bool = True
 ) -> dict:
     """``engine.run`` on one input into a fresh store (extractors built inside the run)."""
-    from emofeat import engine
-    from emofeat import build_jobs
+    from emofeat import build_jobs, engine
     from emofeat.store import FeatureStore
 
     if store.exists():

@@ -144,8 +144,7 @@ def raw_run(mode: str, files: list[str], timings: dict | None = None) -> None:
 
 def emofeat_run(names: list[str], sets: tuple[str, ...], files: list[str], store: Path) -> dict:
     """engine.run over ``files`` into a fresh store; wall time and the engine's own numbers."""
-    from emofeat import engine
-    from emofeat import build_jobs
+    from emofeat import build_jobs, engine
     from emofeat.store import FeatureStore
 
     if store.exists():

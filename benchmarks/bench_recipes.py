@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emofeat.datasets.affwild2 import Track
 from emofeat_recipes.data import EpochLoader, TrackData, WindowSet
+from emofeat_recipes.datasets.affwild2 import Track
 from emofeat_recipes.losses import ccc_loss
 from emofeat_recipes.models import build_model
 from emofeat_recipes.windows import resample_indices

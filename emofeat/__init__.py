@@ -6,10 +6,12 @@ Public API (what plugins and users import):
   :class:`Setting`, :class:`ModelInfo`, chunk types :class:`AudioChunk`, :class:`VideoChunk`,
   audio helpers :class:`SlidingWindows`, :class:`ContextChunks`, errors
   :class:`SkipExtractor`, :class:`ConfigError`;
-* reading results: :func:`open_store`, :class:`FeatureStore`;
+* reading results: :func:`open_store`, :class:`FeatureStore` (its ``catalog()`` lists
+  :class:`ItemInfo`), the alignment rule's name :data:`ALIGNMENT_RULE`;
 * the timeline rule: :func:`align_to_frames`;
 * window statistics (what ``functionals`` computes): :data:`STATS`, :func:`window_statistics`;
-* media: :func:`probe`, :class:`Decoder`;
+* media: :func:`probe`, :class:`Decoder`, :func:`count_frames` / :func:`demux_grid` (the
+  frame grid by demuxing, no decoding), :data:`VIDEO_SUFFIXES`;
 * extraction from Python: :func:`extract` (what ``emofeat extract`` does, into a store),
   :func:`process_file` (one file in, DataFrames out) and :func:`build_jobs` (imported on
   first use: ``import emofeat`` stays light).
@@ -38,10 +40,27 @@ from emofeat.extractor import (
     StreamSpec,
 )
 from emofeat.hookspecs import hookimpl
-from emofeat.media import AudioChunk, Decoder, FrameGrid, MediaInfo, VideoChunk, probe
+from emofeat.media import (
+    VIDEO_SUFFIXES,
+    AudioChunk,
+    Decoder,
+    FrameGrid,
+    MediaInfo,
+    VideoChunk,
+    count_frames,
+    demux_grid,
+    probe,
+)
 from emofeat.plugins import get_extractor, get_extractors
 from emofeat.statistics import STATS, check_stats, window_statistics
-from emofeat.store import FeatureStore, StoredInput, StreamData, open_store
+from emofeat.store import (
+    ALIGNMENT_RULE,
+    FeatureStore,
+    ItemInfo,
+    StoredInput,
+    StreamData,
+    open_store,
+)
 from emofeat.timeline import align_to_frames
 
 
@@ -55,6 +74,11 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ALIGNMENT_RULE",
+    "VIDEO_SUFFIXES",
+    "ItemInfo",
+    "count_frames",
+    "demux_grid",
     "STATS",
     "AUDIO",
     "FEATURES",

@@ -101,3 +101,11 @@ AUDIO_FINETUNE = Recipe(
 def register_recipes(register):
     for recipe in (ABAW_VA, ABAW_EXPR, FACE_FINETUNE, AUDIO_FINETUNE):
         register(recipe)
+
+
+@emofeat.hookimpl
+def register_commands(cli):
+    """``emofeat datasets synth|info|check`` (imported when the command line starts)."""
+    from emofeat_recipes.cli import register
+
+    register(cli)

@@ -19,11 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from emofeat.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2, Track
-from emofeat.datasets.join import FeatureIndex
-from emofeat.metrics import ccc, expr_f1, va_score
+from emofeat import open_store
 from emofeat.recipes import RecipeError, RecipeRun
-from emofeat.store import open_store
 from emofeat_recipes import fusion as fusion_mod
 from emofeat_recipes.data import (
     EpochLoader,
@@ -35,8 +32,11 @@ from emofeat_recipes.data import (
     normalise,
     resolve_inputs,
 )
+from emofeat_recipes.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2, Track
+from emofeat_recipes.datasets.join import FeatureIndex
 from emofeat_recipes.kelm import search_c, window_functionals
 from emofeat_recipes.losses import build_loss
+from emofeat_recipes.metrics import ccc, expr_f1, va_score
 from emofeat_recipes.models import MODEL_KEYS, build_model
 from emofeat_recipes.plan import Plan, build_plan, default_store, extract_command, run_plan
 from emofeat_recipes.postprocess import search_smoothing, smooth
@@ -363,7 +363,7 @@ def _plots(
             plt.close(fig)
             written.append(path.name)
     else:
-        from emofeat.metrics import confusion
+        from emofeat_recipes.metrics import confusion
 
         p, y = _pool(preds, dev)
         cm = confusion(np.argmax(p, axis=1), y)

@@ -37,9 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from emofeat.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2, Track
-from emofeat.media import Decoder, probe
-from emofeat.metrics import expr_f1, va_score
+from emofeat import Decoder, probe
 from emofeat.recipes import RecipeError, RecipeRun
 from emofeat_plugins.audio.pdem_torch import (
     HEAD_CLASS,
@@ -50,7 +48,9 @@ from emofeat_plugins.audio.pdem_torch import (
     load_network,
     save_checkpoint,
 )
+from emofeat_recipes.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2, Track
 from emofeat_recipes.losses import WeightedCE, ccc_loss, max_count_weights
+from emofeat_recipes.metrics import expr_f1, va_score
 from emofeat_recipes.train import TrainConfig, Trainer, make_loader, set_seed
 
 __all__ = [
@@ -354,7 +354,7 @@ def _gate_source(cfg: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _gate_rows(index: Any, track: Track, source: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """The gate stream's rows for a track, found by identity (emofeat.datasets.join)."""
+    """The gate stream's rows for a track, found by identity (emofeat_recipes.datasets.join)."""
     ex, stream = source
     # the mouth is seen on the face (crop folder first), speech is heard in the raw video
     modality = "video" if ex.startswith("mouth") else "audio"
@@ -611,8 +611,8 @@ def _run(ctx: RecipeRun) -> dict[str, Any]:
         )
     store = None
     if _gate_source(cfg) is not None:
-        from emofeat.datasets.join import FeatureIndex
-        from emofeat.store import open_store
+        from emofeat import open_store
+        from emofeat_recipes.datasets.join import FeatureIndex
 
         given = cfg["features"]
         store = FeatureIndex(

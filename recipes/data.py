@@ -1,7 +1,7 @@
 """From feature stores and an Aff-Wild2 tree to per-track arrays and training windows.
 
 The join: a track finds its items by identity, not by store key
-(:class:`emofeat.datasets.join.FeatureIndex`: the crop folder's name, the raw video's stem,
+(:class:`emofeat_recipes.datasets.join.FeatureIndex`: the crop folder's name, the raw video's stem,
 the source path every item records; faces of two-person videos by subject). Row ``j`` of an
 item's frame-aligned view is video frame ``j`` (0-based), which is label line ``j + 1``;
 image folders are aligned the same way (image ``00001.jpg`` is row 0, missing images are
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from emofeat import get_extractors
-from emofeat.datasets.affwild2 import AffWild2, Labels, Track
-from emofeat.datasets.join import FeatureIndex
+from emofeat_recipes.datasets.affwild2 import AffWild2, Labels, Track
+from emofeat_recipes.datasets.join import FeatureIndex
 from emofeat_recipes.windows import fit_normaliser, make_windows, resample_indices
 
 # the stream a bare extractor name stands for, by preference

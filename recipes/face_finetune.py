@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from emofeat.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2
-from emofeat.metrics import expr_f1, va_score
 from emofeat.recipes import RecipeError, RecipeRun
 from emofeat_plugins.faces.backbones import FaceModel, load_checkpoint, save_checkpoint
+from emofeat_recipes.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2
 from emofeat_recipes.losses import build_loss
+from emofeat_recipes.metrics import expr_f1, va_score
 from emofeat_recipes.train import TrainConfig, Trainer, set_seed
 
 __all__ = [

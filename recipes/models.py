@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from emofeat.errors import ConfigError
+from emofeat import ConfigError
 from emofeat_recipes.validate import POOLS
 
 __all__ = [

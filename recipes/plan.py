@@ -2,7 +2,7 @@
 
 The plan looks, for every track of the task (train, validation and test), for each configured
 input stream in the stores through the join by identity
-(:class:`emofeat.datasets.join.FeatureIndex`). What is missing becomes work for the engine:
+(:class:`emofeat_recipes.datasets.join.FeatureIndex`). What is missing becomes work for the engine:
 
 * video (face) inputs run ``extract.video`` on the track's crop folder, or on its raw video
   when the reader found no crop folder (the face stage picks the person);
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import emofeat
-from emofeat.datasets.affwild2 import AffWild2, Track
-from emofeat.datasets.join import FeatureIndex, face_subject
-from emofeat.store import ALIGNMENT_RULE
+from emofeat import ALIGNMENT_RULE
+from emofeat_recipes.datasets.affwild2 import AffWild2, Track
+from emofeat_recipes.datasets.join import FeatureIndex, face_subject
 
 #: Single-thread CPU speeds measured on a 2-core x86-64 machine (docs/benchmarks.md): video
 #: extractors in frames per second on face crops, audio and features extractors in multiples

@@ -9,7 +9,7 @@ per test frame, first column ``image_location`` = ``<track>/<NNNNN>.jpg`` (frame
   per row although the header lists 8 names).
 
 The rows come from the organisers' template (or from a plain test-track list through
-:meth:`emofeat.datasets.affwild2.AffWild2.test_rows`).
+:meth:`emofeat_recipes.datasets.affwild2.AffWild2.test_rows`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emofeat.datasets.affwild2 import (
+from emofeat import EmofeatError
+from emofeat_recipes.datasets.affwild2 import (
     LENGTH_TOLERANCE,
     DatasetWarning,
     normalize_task,
@@ -29,7 +30,6 @@ from emofeat.datasets.affwild2 import (
     read_template,
     sniff_task,
 )
-from emofeat.errors import EmofeatError
 
 __all__ = ["SubmissionError", "fill_nearest", "read_template", "write_submission"]
 

@@ -39,7 +39,7 @@ from rich.progress import (
 )
 from torch import Tensor, nn
 
-from emofeat.errors import ConfigError
+from emofeat import ConfigError
 from emofeat_recipes.validate import OPTIMIZERS, SCHEDULES
 
 __all__ = [

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emofeat.datasets.affwild2 import (
+from emofeat.samples import write_image_sequence, write_video
+from emofeat_recipes.datasets.affwild2 import (
     EXPR_LABELS,
     AffWild2,
     AnnotationError,
@@ -21,7 +22,6 @@ from emofeat.datasets.affwild2 import (
     read_template,
     read_va,
 )
-from emofeat.samples import write_image_sequence, write_video
 
 EXPR_HEADER = ",".join(EXPR_LABELS)
 
@@ -331,7 +331,7 @@ def test_malformed_template_names_line(tmp_path):
 
 
 def test_reads_the_synthetic_generator_tree(tmp_path):
-    from emofeat.datasets.synth import generate
+    from emofeat_recipes.datasets.synth import generate
 
     generate(tmp_path / "synth", videos=4, duration=3.0, seed=3)
     ds = AffWild2(tmp_path / "synth")
@@ -452,7 +452,7 @@ def test_many_duplicates_are_reported_once(tmp_path):
 def test_nested_layout_of_the_generator(tmp_path):
     import json
 
-    from emofeat.datasets.synth import generate
+    from emofeat_recipes.datasets.synth import generate
 
     root = tmp_path / "synth"
     generate(root, videos=5, duration=3.0, seed=4, crops_layout="nested", workers=1)

@@ -19,9 +19,7 @@ import yaml
 from conftest import run_cli
 
 import emofeat
-from emofeat.datasets.synth import generate
 from emofeat.media import Decoder, probe
-from emofeat.metrics import ccc
 from emofeat.recipes import Recipe, RecipeError, resolve_config, run_recipe
 from emofeat_plugins.audio.pdem_torch import (
     FrameStitcher,
@@ -40,6 +38,8 @@ from emofeat_recipes.audio_finetune import (
     step_labels,
     window_starts,
 )
+from emofeat_recipes.datasets.synth import generate
+from emofeat_recipes.metrics import ccc
 from emofeat_recipes.train import load_checkpoint
 
 CONFIG = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "audio_finetune.yaml"
@@ -325,9 +325,9 @@ def test_ccc_reference_is_independent():
 def test_vad_gate_masks_steps_and_drops_windows(synth, tiny, tmp_path):
     """gate.kind=vad with a store made by the real ``vad`` extractor: ``mask`` invalidates
     the label steps that are less than half speech, ``drop`` leaves out such windows."""
-    from emofeat.datasets.affwild2 import AffWild2
-    from emofeat.datasets.join import FeatureIndex
     from emofeat_recipes.audio_finetune import load_tracks
+    from emofeat_recipes.datasets.affwild2 import AffWild2
+    from emofeat_recipes.datasets.join import FeatureIndex
 
     store_path = tmp_path / "vad.h5"
     res = run_cli("extract", "-q", "--plugin", "vad", str(synth / "videos"), "-o", str(store_path))

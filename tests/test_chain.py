@@ -15,7 +15,7 @@ import pytest
 from conftest import run_cli
 
 import emofeat
-from emofeat.datasets.affwild2 import AffWild2
+from emofeat_recipes.datasets.affwild2 import AffWild2
 
 FINETUNE = [
     "backbone=test_efficientnet", "weights=none", "input_size=48", "frame_step=3",

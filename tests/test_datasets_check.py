@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from emofeat.datasets.affwild2 import AffWild2
 from emofeat.samples import write_video
+from emofeat_recipes.datasets.affwild2 import AffWild2
 
 
 def _synth(root: Path, *extra: str) -> Path:

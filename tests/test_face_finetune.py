@@ -20,8 +20,8 @@ from PIL import Image
 from sklearn.metrics import f1_score
 
 import emofeat
-from emofeat.datasets.affwild2 import AffWild2
 from emofeat.recipes import Recipe, RecipeError, resolve_config, run_recipe
+from emofeat_recipes.datasets.affwild2 import AffWild2
 from emofeat_recipes.face_finetune import (
     FaceFrames,
     balanced_weights,
@@ -50,7 +50,7 @@ QUICK = [
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    from emofeat.datasets.synth import generate
+    from emofeat_recipes.datasets.synth import generate
 
     root = tmp_path_factory.mktemp("ff") / "affwild2"
     # 14 videos of 6 s: 9 training and 4 validation tracks holding every expression class

@@ -2,7 +2,7 @@
 
 Real extraction through the CLI on a small synthetic Aff-Wild2-shaped set (8 videos of 3 s:
 a two-person video, an irregular pair, .avi files in batch2); items are looked up through
-:class:`emofeat.datasets.join.FeatureIndex` and checked against the files they came from.
+:class:`emofeat_recipes.datasets.join.FeatureIndex` and checked against the files they came from.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from emofeat.datasets.affwild2 import SPLITS, AffWild2
-from emofeat.datasets.join import FeatureIndex, JoinError, face_subject
 from emofeat.store import open_store
+from emofeat_recipes.datasets.affwild2 import SPLITS, AffWild2
+from emofeat_recipes.datasets.join import FeatureIndex, JoinError, face_subject
 
 EGEMAPS = ["-p", "egemaps", "--set", "egemaps.functionals=false"]
 

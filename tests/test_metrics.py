@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score
 
-from emofeat.metrics import ccc, confusion, expr_f1, va_score
+from emofeat_recipes.metrics import ccc, confusion, expr_f1, va_score
 
 
 def reference_ccc(x, y) -> float:

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from conftest import build_synth_features, run_cli
 
-from emofeat.datasets.affwild2 import AffWild2, read_template
-from emofeat.metrics import ccc
+from emofeat_recipes.datasets.affwild2 import AffWild2, read_template
+from emofeat_recipes.metrics import ccc
 
 AUDIO = "functionals.egemaps.lld"
 FAST = [

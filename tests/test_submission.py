@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emofeat.datasets.affwild2 import EXPR_LABELS, AffWild2, AnnotationError, DatasetWarning
 from emofeat.samples import write_image_sequence
+from emofeat_recipes.datasets.affwild2 import EXPR_LABELS, AffWild2, AnnotationError, DatasetWarning
 from emofeat_recipes.submission import (
     SubmissionError,
     fill_nearest,

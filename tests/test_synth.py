@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import emofeat
-from emofeat.datasets.synth import generate
+from emofeat_recipes.datasets.synth import generate
 
 ANN = "6th_ABAW_Annotations"
 VA = "VA_Estimation_Challenge"
@@ -144,8 +144,8 @@ def test_deterministic_labels(synth_set, tmp_path):
 def test_low_fps_avi_whose_header_declares_one_frame_more(synth_set):
     """Video 2 (10 fps) is an AVI ending in an empty chunk: the header counts 1 frame more
     than the file holds; the reader counts what the engine's frame grid holds."""
-    from emofeat.datasets.affwild2 import AffWild2
     from emofeat.media import count_frames, probe
+    from emofeat_recipes.datasets.affwild2 import AffWild2
 
     meta = json.loads((synth_set / "synth.json").read_text())
     [name] = meta["summary"]["quirks"]["header_frames_off"]

@@ -616,7 +616,7 @@ def generate(
     summary["crops_layout"] = crops_layout
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
     meta = {
-        "generator": "emofeat.datasets.synth",
+        "generator": "emofeat_recipes.datasets.synth",
         "format_version": 1,
         "seed": seed,
         "videos_requested": videos,

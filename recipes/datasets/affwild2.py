@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emofeat.errors import EmofeatError
-from emofeat.media import VIDEO_SUFFIXES, MediaInfo, demux_grid, probe
+from emofeat import VIDEO_SUFFIXES, EmofeatError, MediaInfo, demux_grid, probe
 
 VA_LABELS: tuple[str, ...] = ("valence", "arousal")
 EXPR_LABELS: tuple[str, ...] = (

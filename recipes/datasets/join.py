@@ -33,8 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from emofeat.datasets.affwild2 import IRREGULAR_PAIRS, DatasetError, Track, split_subject
-from emofeat.store import FeatureStore, ItemInfo
+from emofeat import FeatureStore, ItemInfo
+from emofeat_recipes.datasets.affwild2 import IRREGULAR_PAIRS, DatasetError, Track, split_subject
 
 #: the extractor holding the face stage's settings (the tracked subject) of a raw video
 FACE_STAGE = "faces"

@@ -7,11 +7,12 @@ between them. Problems come in two levels:
 
 * **errors** (exit status 1): an unreadable or malformed annotation file; a track with
   neither raw video nor crop folder; label lines and video frames that differ by more than
-  :data:`~emofeat.datasets.affwild2.LENGTH_TOLERANCE` frames; crop images numbered past the
+  :data:`~emofeat_recipes.datasets.affwild2.LENGTH_TOLERANCE` frames; crop images numbered past the
   last label line (more than the tolerance); a stored raw-video item whose frame count
   differs from the video's grid (made from another copy or an older file); a stored
   crop-folder item whose frame count differs from the label lines by more than the
-  tolerance; two stored items claiming one track (:class:`~emofeat.datasets.join.JoinError`);
+  tolerance; two stored items claiming one track
+  (:class:`~emofeat_recipes.datasets.join.JoinError`);
 * **warnings**: label lines and video frames differing by one or two frames (the recipes
   repair that), the reader's own notes (a video found twice, a crop folder found twice).
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from emofeat.datasets.affwild2 import (
+from emofeat_recipes.datasets.affwild2 import (
     LENGTH_TOLERANCE,
     SPLITS,
     AffWild2,
@@ -29,7 +30,7 @@ from emofeat.datasets.affwild2 import (
     DatasetError,
     Track,
 )
-from emofeat.datasets.join import FeatureIndex, JoinError
+from emofeat_recipes.datasets.join import FeatureIndex, JoinError
 
 
 @dataclass
