@@ -611,10 +611,6 @@ class FeatureStore:
             g = f["items"].get(safe_name(key))
             return sorted(g.keys()) if g is not None else []
 
-    def has_item(self, key: str, extractor: str) -> bool:
-        """True when a complete item is stored and readable."""
-        return self.item_attrs(key, extractor) is not None
-
     def _item_file(self, key: str, extractor: str) -> Path:
         with self._index() as f:
             g = f["items"].get(safe_name(key))

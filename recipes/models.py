@@ -479,8 +479,3 @@ def _type_name(t: type | tuple[type, ...]) -> str:
     if isinstance(t, tuple):
         return "a number"
     return {int: "an integer", bool: "true or false", str: "a string"}.get(t, t.__name__)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
