@@ -172,7 +172,8 @@ def extract(
     names = [plugins] if isinstance(plugins, str) else list(plugins)
     given, sets = _split_settings(settings)
     jobs = build_jobs(names, sets, settings=given)
-    open_extractors(jobs, device)  # a constructor's usage error: once, before any input
+    # a constructor's usage error, a model that cannot be had: once, before any input
+    open_extractors(jobs, device, keep=workers <= 1)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths, problems = find_inputs([str(p) for p in inputs], recursive=recursive)

@@ -24,6 +24,7 @@ from emofeat.api import (  # noqa: F401  (scripts import build_jobs from here)
 from emofeat.engine import RunOptions, open_extractors
 from emofeat.errors import ConfigError, EmofeatError, StoreError, UnknownExtractorError
 from emofeat.media import find_inputs
+from emofeat.models import LicenseNotAcceptedError
 from emofeat.plugins import get_extractors, load_errors, load_plugins, pm
 from emofeat.progress import stderr_console
 from emofeat.store import open_store
@@ -164,8 +165,9 @@ def extract(
     set_compute_threads(threads or max(1, (os.cpu_count() or 1) // workers))
     try:
         jobs = build_jobs(_split_names(plugins), sets, config_file)
-        open_extractors(jobs, device)  # a constructor's usage error: once, before any input
-    except (ConfigError, UnknownExtractorError) as exc:
+        # a constructor's usage error, a model that cannot be had: once, before any input
+        open_extractors(jobs, device, keep=workers <= 1)
+    except (ConfigError, UnknownExtractorError, LicenseNotAcceptedError) as exc:
         raise click.UsageError(str(exc)) from None
     except EmofeatError as exc:
         console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)

@@ -271,27 +271,35 @@ def _depends_on(store: FeatureStore, key: str, job: Job) -> set[str]:
 _EXTRACTORS: dict[tuple[str, str, str], Extractor] = {}
 
 
-def open_extractors(jobs: list[Job], device: str = "cpu") -> None:
-    """Create every job's extractor once, before any input is touched.
+def open_extractors(jobs: list[Job], device: str = "cpu", keep: bool = True) -> None:
+    """Create and prepare every job's extractor once, before any input is touched.
 
     A usage error an extractor's constructor finds (:class:`ConfigError`: a bad combination
-    of settings, a model name that does not resolve) is reported once for the whole run
-    instead of once per input. The instances are kept for this process's run.
+    of settings, a model name that does not resolve), or its ``prepare()`` (a model that
+    cannot be had, a licence not accepted), is reported once for the whole run instead of
+    once per input.
+
+    Args:
+        keep: keep the instances for this process's run (its models stay loaded); False
+            when workers do the extraction (they create their own).
 
     Raises:
-        ConfigError: raised by a constructor.
-        EmofeatError: a constructor failed otherwise (a plugin bug), named with its extractor.
+        ConfigError: raised by a constructor or ``prepare()``.
+        EmofeatError: anything else they raised, named with the extractor.
     """
     for job in jobs:
         try:
-            _instance(job, device)
+            _instance(job, device).prepare()
         except EmofeatError:
             raise
         except Exception as exc:
             raise EmofeatError(
-                f"extractor {job.name!r} ({job.package or job.plugin}) cannot be created: "
+                f"extractor {job.name!r} ({job.package or job.plugin}) cannot be prepared: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        finally:
+            if not keep:
+                _EXTRACTORS.pop((job.name, config_hash(job.config), device), None)
 
 
 def _instance(job: Job, device: str) -> Extractor:

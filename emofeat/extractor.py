@@ -188,6 +188,15 @@ class Extractor:
     def check_config(cls, config: dict[str, Any]) -> None:
         """Raise :class:`emofeat.ConfigError` for invalid settings (called before any work)."""
 
+    def prepare(self) -> None:
+        """Optional: load models and check what they need, once, before any input.
+
+        The engine calls it right after creating the extractor (in the main process, then in
+        each worker), so that a missing model or a licence not accepted stops the run once
+        instead of failing every input. Loading models here rather than in ``__init__`` keeps
+        ``emofeat plugins`` (which only creates extractors) fast. Default: nothing.
+        """
+
     # -- description ------------------------------------------------------------------
     def streams(self) -> list[StreamSpec]:
         """The streams this extractor writes, given its settings."""

@@ -364,11 +364,11 @@ def test_cli_import_opt_in_and_extract_video_with_speech(tiny_zip, tiny, speech,
     talk = write_talk(tmp_path / "talk.mkv", speech[: int(9.5 * SR)])
     out = tmp_path / "feats.h5"
 
-    # (3) no opt-in: a clear error, nothing computed
+    # (3) no opt-in: one clear usage error before any input, nothing computed or written
     res = run_cli("extract", "-q", "--plugin", "pdem", str(talk), "-o", str(out), env=env)
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert "CC-BY-NC-SA-4.0" in res.stderr and "--accept-license" in res.stderr
-    assert "pdem" not in emofeat.open_store(out).extractors("talk")
+    assert res.stderr.count("--accept-license") == 1 and not out.exists()
 
     accepted = run_cli("models", "fetch", "pdem", "--accept-license", env=env)
     assert accepted.returncode == 0, accepted.stderr  # already imported: nothing to download

@@ -259,3 +259,20 @@ def test_plugins_listing_names_entry_points():
     assert "[opensmile]" in res.stdout and "[faces]" in res.stdout
     rows = {r["name"]: r for r in json.loads(run_cli("plugins", "--json").stdout)["extractors"]}
     assert rows["egemaps"]["entry_point"] == "opensmile" and rows["egemaps"]["error"] == ""
+
+
+def test_a_model_that_cannot_be_had_stops_the_run_once(tmp_path, monkeypatch):
+    """PDEM without the licence opt-in: one usage error before any input, no store."""
+    inputs = [write_audio(tmp_path / f"a{k}.wav", duration=1.0) for k in range(3)]
+    out = tmp_path / "feats.h5"
+    env = {"EMOFEAT_CACHE_DIR": str(tmp_path / "cache")}
+    res = run_cli("extract", "-p", "pdem", *map(str, inputs), "-o", str(out), env=env)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("--accept-license") == 1 and not out.exists()
+    # the library raises it the same way
+    from emofeat.models import LicenseNotAcceptedError
+
+    monkeypatch.setenv("EMOFEAT_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(LicenseNotAcceptedError):
+        emofeat.extract(inputs, "pdem", out)
+    assert not out.exists()

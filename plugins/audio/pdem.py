@@ -500,6 +500,11 @@ class Pdem(Extractor):
         return specs
 
     # -- processing ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Load the model once, before any input: a licence not accepted or a model not
+        available stops the run once instead of failing every input."""
+        self._load()
+
     def begin(self, info: Any) -> None:
         self._load()
         self._queue: list[tuple[int, np.ndarray, bool]] = []

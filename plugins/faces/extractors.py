@@ -250,13 +250,17 @@ class _FaceCropExtractor(Extractor):
         super().__init__(config, device)
         self.net = None  # loaded on first use: listing plugins must not load models
 
-    def begin(self, info):
+    def prepare(self):
+        """Load the net once, before any input (a missing download fails the run once)."""
         import torch
 
         self.torch_device = _torch_device(self.device)
         half = bool(self.config.get("half")) and self.torch_device.type == "cuda"
         self.dtype = torch.float16 if half else torch.float32
         self._load()
+
+    def begin(self, info):
+        self.prepare()
         self.last_box: np.ndarray | None = None
 
     def _load(self):
