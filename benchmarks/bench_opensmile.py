@@ -438,7 +438,7 @@ def profile_emofeat(files: list[str], store: Path, out_dir: Path, stamp: str) ->
         "ItemWriter.finalize (align + HDF5 write + fsync)": ("store.py", "finalize"),
         "source_identity (sha256 of input)": ("store.py", "source_identity"),
         "FeatureStore.commit (index rewrite + fsync)": ("store.py", "commit"),
-        "build_jobs (plugin lookup, settings)": ("cli.py", "build_jobs"),
+        "build_jobs (plugin lookup, settings)": ("api.py", "build_jobs"),
         "Decoder._demux": ("media.py", "_demux"),
         "probe": ("media.py", "probe"),
         "ContextChunks.push": ("extractor.py", "push"),

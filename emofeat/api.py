@@ -54,6 +54,7 @@ def build_jobs(
     sets: Iterable[str] = (),
     config_file: str | os.PathLike | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
+    unused_settings: str = "error",
 ) -> list[Job]:
     """Resolve extractor names and settings into configured jobs, checked before any input.
 
@@ -63,6 +64,8 @@ def build_jobs(
         config_file: a YAML file of ``{name: {key: value}}``.
         settings: ``{name: {key: value}}`` given in Python (applied after the file, before
             ``sets``).
+        unused_settings: ``"error"``: settings for an extractor not in the run are an
+            error; ``"ignore"``: they are left out (settings shared by several runs).
 
     Raises:
         ConfigError: unknown setting, bad value, settings for an extractor not in the run.
@@ -83,7 +86,7 @@ def build_jobs(
                 pending.append(entries[req])
     by_name = {e.cls.name: e for e in entries.values()}
     for name in given:
-        if name not in by_name and name not in entries:
+        if name not in by_name and name not in entries and unused_settings != "ignore":
             raise ConfigError(
                 f"settings given for {name!r}, which is not among the chosen extractors "
                 f"({', '.join(names)})"
@@ -119,14 +122,17 @@ def extract(
     output: str | os.PathLike = "features.h5",
     settings: Settings = None,
     *,
+    config_file: str | os.PathLike | None = None,
     overwrite: bool = False,
     workers: int = 1,
     device: str = "cpu",
     grid_rate: float = 100.0,
     image_fps: float = 30.0,
     recursive: bool = True,
+    prefetch: int = 2,
     threads: int | None = None,
     progress: bool = False,
+    bars: bool = True,
     on_result: Callable[[InputResult], None] | None = None,
     command: str = "",
 ) -> RunSummary:
@@ -148,15 +154,18 @@ def extract(
         plugins: extractor names (see ``emofeat plugins``).
         output: the store's index file (created if missing).
         settings: ``{extractor: {key: value}}`` or ``["NAME.KEY=VALUE", ...]``.
+        config_file: a YAML file of ``{extractor: {key: value}}`` (``settings`` override it).
         overwrite: redo complete, unchanged items.
         workers: worker processes.
         device: ``cpu``, ``cuda``, ``cuda:N``.
         grid_rate: frame-grid rate in Hz for audio-only inputs.
         image_fps: frame rate in Hz of image-sequence folders.
         recursive: search folders recursively.
+        prefetch: chunks decoded ahead in a background thread (0: no overlap).
         threads: compute threads (torch/OpenMP) per process during the run; None leaves the
             process's setting. The previous torch setting is restored afterwards.
-        progress: show rich progress bars and the end-of-run tables on stderr.
+        progress: print each input's outcome and the end-of-run tables on stderr.
+        bars: with ``progress``, also show progress bars when stderr is a terminal.
         on_result: called after each input is committed.
         command: what to record as the command in the run log.
 
@@ -165,13 +174,16 @@ def extract(
         with per-extractor outcomes and timings), ``count(status)``, ``failed``, ``seconds``.
 
     Raises:
-        ConfigError, UnknownExtractorError: bad extractor names or settings (nothing run).
+        ConfigError, UnknownExtractorError: bad extractor names or settings, or an
+            extractor's constructor refused its settings (nothing run).
+        LicenseNotAcceptedError: a model's licence needs the opt-in (nothing run).
         StoreError: the store cannot be opened for writing (another writer, not a store).
-        EmofeatError: the store could not be written (the items committed so far stay).
+        EmofeatError: an extractor could not be prepared (nothing run), or the store could
+            not be written (the items committed so far stay).
     """
     names = [plugins] if isinstance(plugins, str) else list(plugins)
     given, sets = _split_settings(settings)
-    jobs = build_jobs(names, sets, settings=given)
+    jobs = build_jobs(names, sets, config_file, settings=given)
     # a constructor's usage error, a model that cannot be had: once, before any input
     open_extractors(jobs, device, keep=workers <= 1)
     if isinstance(inputs, (str, os.PathLike)):
@@ -183,6 +195,7 @@ def extract(
         device=device,
         grid_rate=grid_rate,
         image_fps=image_fps,
+        prefetch=prefetch,
     )
     command = command or "emofeat.extract(" + ", ".join(j.name for j in jobs) + ")"
     before = None
@@ -191,13 +204,14 @@ def extract(
         before = torch.get_num_threads() if torch is not None else None
         set_compute_threads(threads)
     try:
-        summary = run_extraction(
+        summary = _run_extraction(
             output,
             paths,
             jobs,
             options,
             problems,
             progress=progress,
+            bars=bars,
             on_result=on_result,
             command=command,
         )
@@ -207,7 +221,7 @@ def extract(
     return summary
 
 
-def run_extraction(
+def _run_extraction(
     store: str | os.PathLike,
     paths: list[Path],
     jobs: list[Job],
@@ -219,17 +233,7 @@ def run_extraction(
     on_result: Callable[[InputResult], None] | None = None,
     command: str = "",
 ) -> RunSummary:
-    """Run configured jobs over found inputs into ``store`` (what :func:`extract` and
-    ``emofeat extract`` share).
-
-    Args:
-        progress: print each input's outcome and the end-of-run tables on stderr.
-        bars: with ``progress``, also show progress bars when stderr is a terminal.
-
-    Raises:
-        StoreError: the store cannot be opened for writing.
-        EmofeatError: the store could not be written (the items committed so far stay).
-    """
+    """Run configured jobs over found inputs into ``store``, with the run's display."""
     from emofeat.progress import RunProgress, print_summary, stderr_console
 
     console = stderr_console()

@@ -11,31 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from emofeat._version import __version__
-from emofeat.api import (  # noqa: F401  (scripts import build_jobs from here)
-    build_jobs,
-    run_extraction,
+from emofeat.api import (
+    build_jobs,  # noqa: F401  (scripts import it from here)
     set_compute_threads,
 )
-from emofeat.engine import RunOptions, open_extractors
+from emofeat.api import extract as extract_features
 from emofeat.errors import ConfigError, EmofeatError, StoreError, UnknownExtractorError
-from emofeat.media import find_inputs
 from emofeat.models import LicenseNotAcceptedError
 from emofeat.plugins import get_extractors, load_errors, load_plugins, pm
 from emofeat.progress import stderr_console
-from emofeat.store import open_store
+from emofeat.store import ALIGNMENT_RULE, open_store
 
-
-def _console(stderr: bool) -> Console:
-    return stderr_console(stderr)
-
-
-console = _console(stderr=True)
-out = _console(stderr=False)
+console = stderr_console(stderr=True)
+out = stderr_console(stderr=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -163,29 +155,27 @@ def extract(
     Exit status: 0 when every input succeeded or was skipped, 1 when any failed.
     """
     set_compute_threads(threads or max(1, (os.cpu_count() or 1) // workers))
-    try:
-        jobs = build_jobs(_split_names(plugins), sets, config_file)
-        # a constructor's usage error, a model that cannot be had: once, before any input
-        open_extractors(jobs, device, keep=workers <= 1)
-    except (ConfigError, UnknownExtractorError, LicenseNotAcceptedError) as exc:
-        raise click.UsageError(str(exc)) from None
-    except EmofeatError as exc:
-        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
-        sys.exit(1)
-    paths, problems = find_inputs(list(inputs), recursive=not no_recursive)
-    options = RunOptions(
-        overwrite=overwrite,
-        workers=workers,
-        device=device,
-        grid_rate=grid_rate,
-        image_fps=image_fps,
-        prefetch=prefetch,
-    )
     command = " ".join(shlex.quote(a) for a in ["emofeat", *sys.argv[1:]])
     try:
-        summary = run_extraction(
-            output, paths, jobs, options, problems, progress=True, bars=not quiet, command=command
+        summary = extract_features(
+            list(inputs),
+            _split_names(plugins),
+            output,
+            list(sets),
+            config_file=config_file,
+            overwrite=overwrite,
+            workers=workers,
+            device=device,
+            grid_rate=grid_rate,
+            image_fps=image_fps,
+            recursive=not no_recursive,
+            prefetch=prefetch,
+            progress=True,
+            bars=not quiet,
+            command=command,
         )
+    except (ConfigError, UnknownExtractorError, LicenseNotAcceptedError) as exc:
+        raise click.UsageError(str(exc)) from None  # nothing was run
     except StoreError as exc:  # the store cannot be opened: nothing was run
         console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
@@ -292,8 +282,6 @@ def plugins_cmd(as_json: bool) -> None:
 @click.option("--log", "show_log", is_flag=True, help="Print the whole run log.")
 def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
     """Show a store: items, extractors, shapes, coverage, provenance, failures."""
-    from emofeat.store import ALIGNMENT_RULE
-
     try:
         store = open_store(store_path)
     except StoreError as exc:
@@ -756,8 +744,7 @@ def recipe_run(
         sys.exit(1)
     console.print(f"[green]done[/] {run_dir}", highlight=False)
     if summary:
-        out_console = _console(stderr=False)
-        out_console.print_json(json.dumps(summary, default=str))
+        out.print_json(json.dumps(summary, default=str))
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -344,6 +344,21 @@ def _provenance(
     }
 
 
+def _raised(
+    path: str, key: str, extractor: str, exc: Exception, seconds: float = 0.0
+) -> ItemOutcome:
+    """The failed outcome of an exception an extractor raised (call inside ``except``)."""
+    return ItemOutcome(
+        path,
+        key,
+        extractor,
+        "failed",
+        f"{type(exc).__name__}: {exc}",
+        seconds,
+        traceback=traceback.format_exc(),
+    )
+
+
 def process_input(
     path: str,
     key: str,
@@ -420,16 +435,7 @@ def process_input(
             result.outcomes.append(ItemOutcome(path, key, job.name, "skipped", str(exc)))
             continue
         except Exception as exc:
-            result.outcomes.append(
-                ItemOutcome(
-                    path,
-                    key,
-                    job.name,
-                    "failed",
-                    f"{type(exc).__name__}: {exc}",
-                    traceback=traceback.format_exc(),
-                )
-            )
+            result.outcomes.append(_raised(path, key, job.name, exc))
             continue
         active.append((job, ex, new_writer(job, ex)))
 
@@ -442,8 +448,7 @@ def process_input(
         grid_rate=options.grid_rate,
     )
     spent = {j.name: 0.0 for j, _, _ in active}
-    broken: dict[str, str] = {}
-    tracebacks: dict[str, str] = {}  # of the exceptions in broken (plugin bugs)
+    broken: dict[str, ItemOutcome] = {}  # extractor -> how it failed (timings added below)
     total = float(info.duration or 0.0)
     t_loop = time.perf_counter()
     last_report = 0.0
@@ -457,7 +462,8 @@ def process_input(
                     continue
                 failed_req = [r for r in job.cls.requires if r in broken]
                 if failed_req:
-                    broken[job.name] = f"requires {failed_req[0]}, which failed"
+                    why = f"requires {failed_req[0]}, which failed"
+                    broken[job.name] = ItemOutcome(path, key, job.name, "failed", why)
                     continue
                 if isinstance(chunk, AudioChunk):
                     if job.cls.modality != AUDIO or chunk.sampling_rate != ex.sampling_rate:
@@ -473,8 +479,7 @@ def process_input(
                         # dependents of this extractor see its rows for the same frames
                         chunk.upstream[job.name] = produced
                 except Exception as exc:  # one broken extractor does not stop the others
-                    broken[job.name] = f"{type(exc).__name__}: {exc}"
-                    tracebacks[job.name] = traceback.format_exc()
+                    broken[job.name] = _raised(path, key, job.name, exc)
                 spent[job.name] += time.perf_counter() - ts
                 if isinstance(chunk, AudioChunk):
                     fed[job.name] = chunk.start + len(chunk.samples) / chunk.sampling_rate
@@ -494,8 +499,7 @@ def process_input(
                 for spec in ex.streams():
                     writer.ensure_stream(spec.name, spec.labels)
             except Exception as exc:
-                broken[job.name] = f"{type(exc).__name__}: {exc}"
-                tracebacks[job.name] = traceback.format_exc()
+                broken[job.name] = _raised(path, key, job.name, exc)
             spent[job.name] += time.perf_counter() - ts
     except MediaError as exc:
         return fail_all(exc.problem)
@@ -516,16 +520,7 @@ def process_input(
         if job.name in broken:
             writer.abort()
             result.outcomes.append(
-                ItemOutcome(
-                    path,
-                    key,
-                    job.name,
-                    "failed",
-                    broken[job.name],
-                    spent[job.name],
-                    media_seconds,
-                    traceback=tracebacks.get(job.name, ""),
-                )
+                replace(broken[job.name], seconds=spent[job.name], media_seconds=media_seconds)
             )
             continue
         try:
@@ -665,17 +660,7 @@ def process_input(
             except Exception as exc:
                 if writer is not None:
                     writer.abort()
-                result.outcomes.append(
-                    ItemOutcome(
-                        path,
-                        key,
-                        job.name,
-                        "failed",
-                        f"{type(exc).__name__}: {exc}",
-                        time.perf_counter() - ts,
-                        traceback=traceback.format_exc(),
-                    )
-                )
+                result.outcomes.append(_raised(path, key, job.name, exc, time.perf_counter() - ts))
                 for masked in pending_masks.pop(job.name, []):
                     fail_item(masked.name, not_made(masked, job.name))
                 continue

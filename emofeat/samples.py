@@ -72,11 +72,13 @@ def write_video(
     audio_codec: str = "aac",
     frame_times: list[float] | None = None,
     f0: float = 140.0,
+    skipped_frame: bool = False,
 ) -> Path:
     """Write a video with known frames (and speech-like audio).
 
     Args:
-        path: output file; the container follows the suffix (mp4, mkv, mov, avi).
+        path: output file (its folder is created); the container follows the suffix
+            (mp4, mkv, mov, avi).
         duration: seconds.
         fps: frame rate in Hz (a Fraction such as 30000/1001 for 29.97).
         size: (width, height) in pixels.
@@ -87,8 +89,14 @@ def write_video(
         frame_times: explicit presentation times in seconds (variable frame rate);
             overrides ``fps`` and ``duration`` for the video stream.
         f0: mean pitch of the audio in Hz.
+        skipped_frame: AVI only: end the video with an empty chunk, the AVI muxer's mark of
+            a skipped frame, which the header counts (it then declares one frame more than
+            the file holds, as some real AVIs do).
     """
     path = Path(path)
+    if skipped_frame and path.suffix.lower() != ".avi":
+        raise ValueError(f"{path}: skipped_frame needs an .avi file")
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".avi" and audio_codec == "aac":
         # AVI cannot mark encoder priming: with AAC or MP3 audio FFmpeg's AVI muxer shifts
         # the video by padding frames, so sample AVIs carry PCM audio
@@ -118,6 +126,12 @@ def write_video(
                 out.mux(packet)
         for packet in vs.encode():
             out.mux(packet)
+        if skipped_frame:
+            empty = av.Packet(0)
+            empty.stream = vs
+            empty.time_base = 1 / rate
+            empty.pts = empty.dts = len(times)
+            out.mux(empty)
         if audio:
             total = times[-1] + 1.0 / float(rate) if times else duration
             _encode_audio(out, ast, speech_like(total, sampling_rate, f0=f0), sampling_rate)

@@ -617,6 +617,10 @@ class FeatureStore:
             if g is None or safe_name(extractor) not in g:
                 raise KeyError(f"{self.path}: no item {key!r} x {extractor!r}")
             link = g.get(safe_name(extractor), getlink=True)
+        return self._linked(link)
+
+    def _linked(self, link: h5py.ExternalLink) -> Path:
+        """The item file an index link points at (links are relative to the index)."""
         return (self.path.parent / link.filename).resolve()
 
     def item_attrs(self, key: str, extractor: str) -> dict[str, Any] | None:
@@ -643,9 +647,8 @@ class FeatureStore:
                 for ex in f["items"][key].keys()
             ]
         for key, ex, link in links:
-            path = (self.path.parent / link.filename).resolve()
             try:
-                with h5py.File(path, "r") as item:
+                with h5py.File(self._linked(link), "r") as item:
                     if not item.attrs.get("complete", False):
                         continue
                     attrs = _decode_attrs(item.attrs)

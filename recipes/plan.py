@@ -190,9 +190,16 @@ def extract_command(
     return " ".join([*parts, *shown, f"-o {store}"])
 
 
-def _step_jobs(extractors: list[str], settings: dict[str, dict[str, Any]]):
-    """The step's configured jobs (settings checked now, before anything runs)."""
-    return {j.name: j for j in emofeat.build_jobs(extractors, settings=settings)}
+def _step_jobs(extractors: list[str], settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The step's configured jobs (settings checked now, before anything runs).
+
+    ``settings`` may name any extractor: those of the step and of the extractors they bring
+    along (the face stage) are used, the others are left for the other modality's step.
+    """
+    if not extractors:
+        return {}
+    jobs = emofeat.build_jobs(extractors, settings=settings, unused_settings="ignore")
+    return {j.name: j for j in jobs}
 
 
 def _same_settings(item_settings: dict[str, Any], job_config: dict[str, Any]) -> bool:
@@ -227,10 +234,8 @@ def build_plan(
         if not refs:
             continue
         extractors = list(extract_cfg.get(modality) or [])
-        jobs = _step_jobs(extractors, {}) if extractors else {}
-        # settings of the listed extractors and of those they bring along (the face stage)
+        jobs = _step_jobs(extractors, settings_all)
         settings = {k: v for k, v in settings_all.items() if k in jobs}
-        jobs = _step_jobs(extractors, settings) if extractors else {}
         step = PlanStep(
             modality=modality, extractors=extractors, settings=settings, inputs=[], tracks=[]
         )

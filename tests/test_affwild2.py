@@ -476,30 +476,6 @@ def test_nested_layout_of_the_generator(tmp_path):
 # -- frame counts ------------------------------------------------------------------------
 
 
-def write_avi_with_skipped_frame(path: Path, fps: int, n_frames: int) -> Path:
-    """MPEG-4 AVI whose last chunk is empty (a skipped frame): the header declares
-    ``n_frames + 1`` frames."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("mpeg4", rate=fps)
-        vs.width, vs.height = 64, 48
-        vs.pix_fmt = "yuv420p"
-        for i in range(n_frames):
-            img = np.full((48, 64, 3), 20 * i % 256, dtype=np.uint8)
-            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
-        empty = av.Packet(0)
-        empty.stream = vs
-        empty.time_base = Fraction(1, fps)
-        empty.pts = empty.dts = n_frames
-        out.mux(empty)
-    return path
-
-
 def grid_length(video: Path) -> int:
     """Rows of the frame grid emofeat extract aligns to (the decoder's grid)."""
     from emofeat.media import Decoder, probe
@@ -516,7 +492,10 @@ def test_frame_count_is_the_grid_not_the_avi_header(tmp_path):
     from emofeat.media import probe
 
     build_tree(tmp_path)
-    video = write_avi_with_skipped_frame(tmp_path / "batch2" / "10-60-1280x720.avi", 6, 12)
+    video = write_video(
+        tmp_path / "batch2" / "10-60-1280x720.avi", 2.0, 6, (64, 48), codec="mpeg4",
+        audio=False, skipped_frame=True,
+    )  # fmt: skip
     assert probe(video).n_frames == 13
     ds = AffWild2(tmp_path)
     t = ds.tracks("VA", "validation")[0]

@@ -689,34 +689,6 @@ def test_decoder_refuses_streams_the_input_lacks(media_dir):
 # -- frame counts without decoding -------------------------------------------------------
 
 
-def write_avi_with_skipped_frame(path: Path, fps: int | Fraction, n_frames: int) -> Path:
-    """MPEG-4 in AVI (PCM audio) whose last chunk is empty: the AVI muxer's mark of a
-    skipped frame, which the header counts as a frame (``n_frames + 1`` declared)."""
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("mpeg4", rate=fps)
-        vs.width, vs.height = SIZE
-        vs.pix_fmt = "yuv420p"
-        ast = out.add_stream("pcm_s16le", rate=16000)
-        ast.layout = "mono"
-        for i in range(n_frames):
-            img = np.full((SIZE[1], SIZE[0], 3), frame_code(i), dtype=np.uint8)
-            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
-        empty = av.Packet(0)
-        empty.stream = vs
-        empty.time_base = 1 / Fraction(fps)
-        empty.pts = empty.dts = n_frames
-        out.mux(empty)
-        samples = np.zeros((1, int(16000 * n_frames / fps)), dtype=np.int16)
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-        frame.sample_rate = 16000
-        for packet in [*ast.encode(frame), *ast.encode()]:
-            out.mux(packet)
-    return path
-
-
 def _grid_after_decoding(path: Path, video: bool) -> object:
     info = probe(path)
     decoder = Decoder(info, video=video, audio_rates=[16000] if info.has_audio else [])
@@ -752,7 +724,9 @@ def test_count_frames_is_the_decoder_grid_length(tmp_path, name, kwargs):
 
 def test_avi_header_declaring_one_frame_more_than_it_holds(tmp_path):
     """6 fps for 2 s: the header says 13 frames, the file holds 12 (an empty last chunk)."""
-    path = write_avi_with_skipped_frame(tmp_path / "six.avi", fps=6, n_frames=12)
+    path = write_video(
+        tmp_path / "six.avi", duration=2.0, fps=6, size=SIZE, codec="mpeg4", skipped_frame=True
+    )
     info = probe(path)
     assert info.n_frames == 13 and info.fps == 6.0
     decoder = Decoder(info, video=True, audio_rates=[16000])

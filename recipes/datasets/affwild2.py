@@ -456,6 +456,7 @@ class AffWild2:
         self._infos: dict[Path, MediaInfo] = {}
         self._fps: dict[Path, float] = {}
         self._counts: dict[Path, int | None] = {}
+        self._labels: dict[tuple[Path, str], Labels] = {}
         self._scan()
         if not self._task_dirs:
             raise DatasetError(
@@ -672,10 +673,17 @@ class AffWild2:
         return out
 
     def labels(self, track: Track) -> Labels:
-        """The track's labels as stored (not fitted to the video; see :meth:`aligned_labels`)."""
+        """The track's labels as stored (not fitted to the video; see :meth:`aligned_labels`).
+
+        Each file is parsed once per reader (the coverage gate and the data loading both
+        need them); treat the arrays as read-only.
+        """
         if track.annotation is None:
             raise DatasetError(f"track {track.name!r} ({track.task} {track.split}) has no labels")
-        return read_labels(track.annotation, track.task)
+        k = (track.annotation, track.task)
+        if k not in self._labels:
+            self._labels[k] = read_labels(track.annotation, track.task)
+        return self._labels[k]
 
     def aligned_labels(self, track: Track, n_frames: int) -> Labels:
         """Labels fitted to ``n_frames`` frames (truncated, or the last line repeated).

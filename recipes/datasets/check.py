@@ -150,44 +150,37 @@ def _check_track(ds: AffWild2, track: Track, index: FeatureIndex | None, rows: i
 
 def _check_items(tc: TrackCheck, track: Track, index: FeatureIndex) -> None:
     for ex in index.extractors:
-        for modality in ("video", "audio"):
-            try:
-                item = index.lookup(track, ex, None, modality)
-            except JoinError as exc:
-                tc.errors.append(str(exc))
-                break
-            if item is None:
-                continue
-            if any(
-                d["extractor"] == ex and d["key"] == item.key and d["store"] == str(item.store.path)
-                for d in tc.items
-            ):
-                break
-            kind = "crops" if item.kind == "images" else "video"
-            tc.items.append(
-                {
-                    "extractor": ex,
-                    "from": kind,
-                    "frames": item.n_frames,
-                    "store": str(item.store.path),
-                    "key": item.key,
-                    "source": str(item.source),
-                }
+        # the track's face item (crop folder first) or, failing that, its video's item
+        try:
+            item = index.lookup(track, ex, None, "video") or index.lookup(track, ex, None, "audio")
+        except JoinError as exc:
+            tc.errors.append(str(exc))
+            continue
+        if item is None:
+            continue
+        kind = "crops" if item.kind == "images" else "video"
+        tc.items.append(
+            {
+                "extractor": ex,
+                "from": kind,
+                "frames": item.n_frames,
+                "store": str(item.store.path),
+                "key": item.key,
+                "source": str(item.source),
+            }
+        )
+        if kind == "video" and tc.video_frames and item.n_frames != tc.video_frames:
+            tc.errors.append(
+                f"stored {ex} item ({item.store.path}, key {item.key!r}) has "
+                f"{item.n_frames} frames, the video {track.video} has {tc.video_frames}: made "
+                "from another copy or an older file (redo it with emofeat extract --overwrite)"
             )
-            expected = tc.video_frames if kind == "video" else None
-            if kind == "video" and expected and item.n_frames != expected:
+        if kind == "crops" and tc.label_lines:
+            if abs(item.n_frames - tc.label_lines) > LENGTH_TOLERANCE:
                 tc.errors.append(
-                    f"stored {ex} item ({item.store.path}, key {item.key!r}) has "
-                    f"{item.n_frames} frames, the video {track.video} has {expected}: made from "
-                    "another copy or an older file (redo it with emofeat extract --overwrite)"
+                    f"stored {ex} item from {item.source} has {item.n_frames} frames for "
+                    f"{tc.label_lines} label lines"
                 )
-            if kind == "crops" and tc.label_lines:
-                if abs(item.n_frames - tc.label_lines) > LENGTH_TOLERANCE:
-                    tc.errors.append(
-                        f"stored {ex} item from {item.source} has {item.n_frames} frames for "
-                        f"{tc.label_lines} label lines"
-                    )
-            break
 
 
 def check_dataset(ds: AffWild2, index: FeatureIndex | None = None) -> CheckReport:
