@@ -744,7 +744,8 @@ def recipe_run(
         sys.exit(1)
     console.print(f"[green]done[/] {run_dir}", highlight=False)
     if summary:
-        out.print_json(json.dumps(summary, default=str))
+        # "out" is the -o option here: the stdout console by its own name
+        stderr_console(stderr=False).print_json(json.dumps(summary, default=str))
 
 
 def main() -> None:

@@ -468,23 +468,32 @@ def _coverage_table(cov: dict[str, dict[str, Any]], refs: dict[str, list[StreamR
 
 
 def _fill_command(ctx: RecipeRun, target: Path, plan: Plan) -> str:
-    """What fills the missing inputs: the recipe again, or the extract commands by hand."""
+    """How the missing inputs get filled: the recipe again, the extract commands by hand,
+    and why the tracks the plan cannot fill are out of its reach."""
     cfg = ctx.config
     name = ctx.recipe.name
     if not cfg["extract"]["enabled"]:
         return (
-            f"emofeat recipe run {name} --data {cfg['data']} --features {target} "
-            "(without --no-extract: it extracts what is missing)"
+            f"Fill them with: emofeat recipe run {name} --data {cfg['data']} --features "
+            f"{target} (without --no-extract: it extracts what is missing)"
         )
+    parts = []
     cmds = [
         extract_command(step.extractors, step.settings, step.inputs, target)
         for step in plan.steps
         if step.inputs
     ]
-    cmds += [f"{track}: {why}" for track, why in list(plan.unplannable.items())[:3]]
-    if len(plan.unplannable) > 3:
-        cmds.append(f"and {len(plan.unplannable) - 3} more tracks that cannot be planned")
-    return "; ".join(cmds) or f"emofeat recipe run {name} --data {cfg['data']}"
+    if cmds:
+        parts.append("Fill them with: " + "; ".join(cmds))
+    if plan.unplannable:
+        reasons = [f"{track}: {why}" for track, why in list(plan.unplannable.items())[:3]]
+        more = len(plan.unplannable) - len(reasons)
+        parts.append(
+            f"Cannot be planned ({len(plan.unplannable)}): "
+            + "; ".join(reasons)
+            + (f"; and {more} more" if more > 0 else "")
+        )
+    return ". ".join(parts) or f"Fill them with: emofeat recipe run {name} --data {cfg['data']}"
 
 
 def _used_inputs(cfg: dict[str, Any]) -> dict[str, list[str]]:
@@ -537,6 +546,7 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     inputs = _used_inputs(cfg)
     everything = [*train_t, *dev_t, *test_t]
     plan = build_plan(ds, index, everything, inputs, ec, target)
+    failures: list[str] = []
     for line in plan.describe():
         log.info("%s", line)
     if not plan.empty and ec["enabled"]:
@@ -556,8 +566,6 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
         plan = build_plan(ds, index, everything, inputs, ec, target)  # what is still missing
     elif not plan.empty:
         log.warning("extraction disabled (--no-extract): the missing inputs stay missing")
-    if not index.stores:
-        raise RecipeError(f"no feature store: {', '.join(map(str, paths))} does not exist")
     refs = resolve_inputs(index, inputs)
     log.info(
         "inputs: %s from %s",
@@ -584,7 +592,9 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
             + ", ".join(f"{s} {c['coverage']:.1%}" for s, c in low.items())
             + f" of the labelled frames have every input. {len(names)} "
             + f"{'track lacks' if len(names) == 1 else 'tracks lack'} inputs "
-            + f"({shown}). Fill them with: {_fill_command(ctx, target, plan)} "
+            + f"({shown}). "
+            + (f"Extraction failed: {'; '.join(failures[:3])}. " if failures else "")
+            + f"{_fill_command(ctx, target, plan)} "
             + "(or lower min_coverage with --set min_coverage=...)"
         )
     if missing_all:
@@ -718,6 +728,8 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
         "best": best,
         "score": metrics["best_score"],
         **{n: main_score(task, m["smoothed"]) for n, m in metrics["models"].items()},
+        # shown with "done" even under -q: how much of each split had every input
+        "coverage": {s: round(c["coverage"], 4) for s, c in cov.items() if c["tracks"]},
     }
 
 

@@ -83,7 +83,7 @@ def resolve_inputs(index: FeatureIndex, inputs: dict[str, list[str]]) -> dict[st
     from emofeat.recipes import RecipeError
 
     stored = index.extractors
-    where = ", ".join(str(s.path) for s in index.stores)
+    where = ", ".join(str(s.path) for s in index.stores) or "the stores (none exists yet)"
     registered = get_extractors()
     out: dict[str, list[StreamRef]] = {}
     for modality in ("video", "audio"):

@@ -158,11 +158,18 @@ def split_ref(name: str) -> tuple[str, str | None]:
 
 
 def _media(track: Track, source: Path, ds: AffWild2, is_folder: bool) -> tuple[int, float]:
-    """Frames and seconds of one input (crop images counted; videos probed, not decoded)."""
+    """Frames and seconds of one input (crop images counted; videos probed, not decoded).
+
+    A video that cannot be read counts as empty here: the extraction reports it, with
+    the others carrying on, and the coverage gate counts the track as missing.
+    """
     if is_folder:
         n = len(ds.crop_frames(track))
         return n, n / 30.0
-    n = ds.frame_count(track) or 0
+    try:
+        n = ds.frame_count(track) or 0
+    except emofeat.EmofeatError:
+        return 0, 0.0
     fps = ds.fps(track, default=30.0)
     return n, n / fps if fps else 0.0
 

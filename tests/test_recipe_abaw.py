@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from conftest import build_synth_features, run_cli
 
+import emofeat
 from emofeat_recipes.datasets.affwild2 import AffWild2, read_template
 from emofeat_recipes.metrics import ccc
 
@@ -209,3 +210,32 @@ def test_fusion_beats_each_modality_when_the_signal_is_split(split, tmp_path):
     _, metrics = _run("abaw_va", data, store, tmp_path)
     s = _smoothed(metrics, "mean", "split modalities, VA mean CCC")
     assert s["decision_weights"] > max(s["video"], s["audio"]) + 0.05, s
+
+
+def test_a_corrupt_video_is_named_and_the_run_stops(one_command, tmp_path):
+    """One unreadable validation video: extraction reports it, the others are extracted,
+    and the gate stops the run naming the track and why (never a silent 'done')."""
+    data = tmp_path / "aw2"
+    shutil.copytree(one_command["data"], data)
+    ds = AffWild2(data)
+    bad = next(t for t in ds.tracks("VA", "validation") if t.video and not t.subject)
+    bad.video.write_bytes(bad.video.read_bytes()[:3000])
+    res = run_cli("recipe", "run", "abaw_va", "--data", str(data), "-o", str(tmp_path / "runs"),
+                  "-q", timeout=900)  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    err = " ".join(res.stderr.split())
+    assert "coverage below min_coverage" in err and f"({bad.name})" in err, err
+    assert f"Extraction failed: {bad.video}" in err and "truncated/corrupt" in err
+    # everything else was extracted and kept for the next run
+    (store,) = (tmp_path / "runs" / "features").glob("*.h5")
+    sources = {str(i.source) for i in emofeat.open_store(store).catalog()}
+    assert str(bad.video.resolve()) not in sources and len(sources) >= 30
+
+
+def test_a_root_without_videos_says_why_nothing_can_be_planned(one_command, tmp_path):
+    ann = next(one_command["data"].glob("*_ABAW_Annotations"))
+    res = run_cli("recipe", "run", "abaw_va", "--data", str(ann), "-o", str(tmp_path), "-q")
+    assert res.returncode == 1, res.stderr
+    err = " ".join(res.stderr.split())
+    assert "0.0% of the labelled frames" in err and "Cannot be planned" in err
+    assert "no raw video found below" in err

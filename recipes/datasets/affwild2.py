@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emofeat import VIDEO_SUFFIXES, EmofeatError, MediaInfo, demux_grid, probe
+from emofeat import VIDEO_SUFFIXES, EmofeatError, MediaError, MediaInfo, demux_grid, probe
 
 VA_LABELS: tuple[str, ...] = ("valence", "arousal")
 EXPR_LABELS: tuple[str, ...] = (
@@ -717,11 +717,12 @@ class AffWild2:
 
         Args:
             track: a track or a track name.
-            default: returned when the track has no video; without it that is an error.
+            default: returned when the track has no video or its video cannot be read;
+                without it that is an error.
 
         Raises:
             DatasetError: no video (and no ``default``).
-            MediaError: the video cannot be read.
+            MediaError: the video cannot be read (and no ``default``).
         """
         video = self._video_of(track)
         if video is None:
@@ -729,11 +730,16 @@ class AffWild2:
                 return float(default)
             raise DatasetError(f"track {_name(track)!r}: no video found below {self.root}")
         if video not in self._fps and video not in self._counts:
-            info = self._info(video)
-            if info.fps:
-                self._fps[video] = float(info.fps)
-            else:  # no declared rate: the grid measures it from the timestamps
-                self._grid(video)
+            try:
+                info = self._info(video)
+                if info.fps:
+                    self._fps[video] = float(info.fps)
+                else:  # no declared rate: the grid measures it from the timestamps
+                    self._grid(video)
+            except MediaError:
+                if default is not None:
+                    return float(default)
+                raise
         fps = self._fps.get(video)
         if fps is None:
             if default is not None:
