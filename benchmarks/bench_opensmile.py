@@ -439,8 +439,8 @@ def profile_emofeat(files: list[str], store: Path, out_dir: Path, stamp: str) ->
         "source_identity (sha256 of input)": ("store.py", "source_identity"),
         "FeatureStore.commit (index rewrite + fsync)": ("store.py", "commit"),
         "build_jobs (plugin lookup, settings)": ("api.py", "build_jobs"),
-        "Decoder._demux": ("media.py", "_demux"),
-        "probe": ("media.py", "probe"),
+        "Decoder._demux": ("media/decoding.py", "_demux"),
+        "probe": ("media/probing.py", "probe"),
         "ContextChunks.push": ("extractor.py", "push"),
         "pandas DataFrame.to_numpy": ("frame.py", "to_numpy"),
     }

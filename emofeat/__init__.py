@@ -14,7 +14,22 @@ Public API (what plugins and users import):
   frame grid by demuxing, no decoding), :data:`VIDEO_SUFFIXES`;
 * extraction from Python: :func:`extract` (what ``emofeat extract`` does, into a store),
   :func:`process_file` (one file in, DataFrames out) and :func:`build_jobs` (imported on
-  first use: ``import emofeat`` stays light).
+  first use: ``import emofeat`` stays light);
+* reporting: :func:`stderr_console`, the rich console emofeat reports runs on (commands a
+  plugin or recipe adds print there too; imported on first use).
+
+Public modules: besides ``emofeat`` itself, only
+
+* ``emofeat.models``: the model registry (models, files, sources, the verified cache);
+* ``emofeat.recipes``: what recipes are built on (``Recipe``, ``RecipeRun``, ``RecipeError``);
+* ``emofeat.settings``: the settings grammar that extractor settings and recipe configs
+  share (``Key``, ``parse_value``, ``coerce``, ``load_yaml``);
+* ``emofeat.testing``: plugin authors' test helpers (``check_extractor``, ``sample_input``).
+
+Every other module of the package (``emofeat.media``, ``emofeat.engine``, ``emofeat.store``,
+``emofeat.progress``, ...) is private and may change in any release: plugins, recipes and
+users import the names above. The built-in plugins and recipes are held to this rule by a
+test that reads their imports.
 """
 
 from emofeat._version import __version__
@@ -70,6 +85,10 @@ def __getattr__(name: str):
         from emofeat import api
 
         return getattr(api, name)
+    if name == "stderr_console":
+        from emofeat.progress import stderr_console
+
+        return stderr_console
     raise AttributeError(f"module 'emofeat' has no attribute {name!r}")
 
 
@@ -115,6 +134,7 @@ __all__ = [
     "hookimpl",
     "open_store",
     "process_file",
+    "stderr_console",
     "probe",
     "window_statistics",
 ]

@@ -45,7 +45,7 @@ def set_compute_threads(n: int) -> None:
     """
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(n)
-    if "torch" in sys.modules:
+    if sys.modules.get("torch") is not None:  # None: blocked (an extra not installed)
         sys.modules["torch"].set_num_threads(n)
 
 
@@ -72,7 +72,7 @@ def build_jobs(
         UnknownExtractorError: no extractor of that name is installed.
     """
     given = config_mod.merge(
-        config_mod.load_config_file(config_file) if config_file else {},
+        config_mod.load_config_file(Path(config_file)) if config_file else {},
         {str(k): dict(v or {}) for k, v in (settings or {}).items()},
     )
     given = config_mod.merge(given, config_mod.parse_sets(tuple(sets)))

@@ -21,8 +21,9 @@ from emofeat.api import (
 )
 from emofeat.api import extract as extract_features
 from emofeat.errors import ConfigError, EmofeatError, StoreError, UnknownExtractorError
+from emofeat.extras import missing_extra
 from emofeat.models import LicenseNotAcceptedError
-from emofeat.plugins import get_extractors, load_errors, load_plugins, pm
+from emofeat.plugins import add_plugin_commands, get_extractors, load_errors, pm
 from emofeat.progress import stderr_console
 from emofeat.store import ALIGNMENT_RULE, open_store
 
@@ -209,6 +210,14 @@ def plugin_rows() -> list[dict[str, Any]]:
         except Exception as exc:  # shown, not hidden: a plugin author needs to see it
             streams = []
             error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, ImportError):
+                extra = missing_extra(
+                    exc,
+                    what=f"extractor {name!r}",
+                    distribution=entry.package or "emofeat",
+                    prefer=entry.plugin,
+                )
+                error = str(extra) if extra else error
         rows.append(
             {
                 "name": name,
@@ -712,7 +721,7 @@ def recipe_run(
     from emofeat.recipes import run_recipe
 
     overrides: dict[str, Any] = {}
-    stores = list(features) if len(features) > 1 else (features[0] if features else None)
+    stores = list(features) or None  # a list: a path with a comma stays one path
     for key, value in (("data", data), ("features", stores), ("device", device), ("seed", seed)):
         if value is not None:
             overrides[key] = value
@@ -732,9 +741,9 @@ def recipe_run(
         run_dir, summary = run_recipe(
             rec, resolved, Path(out), run_dir=run_dir, quiet=quiet, argv=sys.argv
         )
-    except EmofeatError as exc:
+    except EmofeatError as exc:  # a usage error (an extra not installed) exits 2
         console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
-        sys.exit(1)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
     except Exception as exc:
         console.print(
             f"[red bold]recipe {name} failed[/] {type(exc).__name__}: {escape(str(exc))} "
@@ -753,6 +762,6 @@ def main() -> None:
     cli()
 
 
-# plugins may add commands (after the built-in ones, so they cannot replace them silently)
-load_plugins()
-pm.hook.register_commands(cli=cli)
+# plugins may add commands (after the built-in ones: a plugin command under a built-in
+# command's name, or under another plugin's, is ignored and reported)
+add_plugin_commands(cli)

@@ -1,4 +1,4 @@
-"""Settings: one convention everywhere, ``--set NAME.KEY=VALUE`` or a YAML file.
+"""Extractor settings: ``--set NAME.KEY=VALUE`` or a YAML file, one grammar with the recipes.
 
 A YAML config file maps extractor names to their settings::
 
@@ -8,53 +8,48 @@ A YAML config file maps extractor names to their settings::
     functionals:
       stats: [mean, std]
 
-``--set`` values are parsed as YAML scalars (``2.0``, ``true``, ``a,b``) and override the
-file. Every key is checked against the extractor's declared settings and converted to the
-type of its default.
+``--set`` values override the file. Values are read and checked by :mod:`emofeat.settings`
+(the grammar every setting and recipe key shares): each key against the extractor's declared
+:class:`~emofeat.extractor.Setting` (its default's type, its choices).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emofeat.errors import ConfigError, UnknownExtractorError
 from emofeat.extractor import MASK_SETTINGS, Setting
+from emofeat.settings import Key, SetText, load_yaml
+from emofeat.settings import coerce as settings_coerce
 
 _MASK = re.compile(r"^([a-z][a-z0-9_]*)(?:\.([A-Za-z0-9_.+\-]+))?$")
 
 
 def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Parse ``NAME.KEY=VALUE`` strings into ``{name: {key: value}}``."""
+    """Parse ``NAME.KEY=VALUE`` strings into ``{name: {key: text}}``.
+
+    The values stay :class:`~emofeat.settings.SetText`: :func:`resolve` reads each one as the
+    type of the setting it sets (``--set pdem.layers=1,3,5`` is ``[1, 3, 5]``).
+    """
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"--set {item!r}: expected NAME.KEY=VALUE, e.g. egemaps.win=4.0")
         lhs, value = item.split("=", 1)
         name, key = lhs.split(".", 1)
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            parsed = value
-        out.setdefault(name.strip(), {})[key.strip()] = parsed
+        out.setdefault(name.strip(), {})[key.strip()] = SetText(value)
     return out
 
 
 def load_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """Read a YAML config file of ``{name: {key: value}}``."""
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML ({exc})") from exc
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ConfigError(f"{p}: expected a mapping of extractor names to settings")
-    return data
+    data = load_yaml(path, "extractor config file")
+    if not all(isinstance(v, dict) or v is None for v in data.values()):
+        raise ConfigError(f"{path}: expected a mapping of extractor names to settings")
+    return {str(k): dict(v or {}) for k, v in data.items()}
 
 
 def merge(*configs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -66,46 +61,20 @@ def merge(*configs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def coerce(name: str, key: str, value: Any, setting: Setting) -> Any:
-    """Convert ``value`` to the type of ``setting.default`` or raise :class:`ConfigError`."""
-    default = setting.default
-    where = f"{name}.{key}"
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, str) and value.lower() in ("1", "yes", "true", "on"):
-                value = True
-            elif isinstance(value, str) and value.lower() in ("0", "no", "false", "off"):
-                value = False
-            if not isinstance(value, bool):
-                raise ValueError
-        elif isinstance(default, (int, float)) and isinstance(value, bool):
-            raise ValueError  # strict: true is not 1.0 (--set win=true was taken as 1.0)
-        elif isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            value = int(value)
-        elif isinstance(default, float):
-            value = float(value)
-        elif isinstance(default, (list, tuple)):
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            elif not isinstance(value, (list, tuple)):
-                value = [value]
-            value = list(value)
-        elif isinstance(default, str):
-            value = "" if value is None else str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"setting {where}: {value!r} is not a valid {type(default).__name__}"
-        ) from None
+def setting_key(setting: Setting) -> Key:
+    """The :class:`~emofeat.settings.Key` of an extractor setting (its default's type)."""
+    key = Key.of(setting.default, help=setting.help)
     if setting.choices is not None:
-        values = value if isinstance(value, list) else [value]
-        bad = [v for v in values if v not in setting.choices]
-        if bad:
-            raise ConfigError(
-                f"setting {where}: {bad[0]!r} is not one of {', '.join(map(str, setting.choices))}"
-            )
-    return value
+        key = replace(key, choices=tuple(setting.choices))
+    if key.type is list and key.item is None:
+        key = replace(key, item=str)  # an empty default list holds names
+    return key
+
+
+def coerce(name: str, key: str, value: Any, setting: Setting) -> Any:
+    """Convert ``value`` for ``setting`` (see :func:`emofeat.settings.coerce`) or raise
+    :class:`ConfigError` naming ``NAME.KEY``."""
+    return settings_coerce(value, setting_key(setting), f"setting {name}.{key}")
 
 
 def resolve(name: str, settings: dict[str, Setting], given: dict[str, Any]) -> dict[str, Any]:

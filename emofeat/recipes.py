@@ -6,10 +6,13 @@ and register the same way a third-party package would). The core owns what every
 needs and must behave the same for all of them:
 
 * configuration: the recipe's defaults, then a named config (``--config sun2024``) or a
-  YAML file, then ``--set dotted.key=value`` overrides - every key checked against the
-  defaults, values converted to the default's type;
+  YAML file, then ``--set dotted.key=value`` overrides, read with the one settings grammar
+  (:mod:`emofeat.settings`) and checked COMPLETELY against the recipe's schema when the
+  config is resolved, before the recipe reads any data: unknown keys, wrong types, values
+  outside the allowed ones. The result is a :class:`RecipeConfig`;
 * the run directory ``<out>/<recipe>-<YYYYmmdd-HHMMSS>/`` with the resolved
   ``config.yaml``, ``run.log`` and ``run.json`` (status, timings, versions, command line);
+* logging: the run's logger and the recipe package's own loggers write to ``run.log``;
 * error capture: a failing recipe leaves its run directory and log and makes the command
   exit non-zero.
 
@@ -19,13 +22,14 @@ predictions, plots, submission files) is up to the recipe (see docs/recipes.md).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +38,54 @@ import yaml
 
 from emofeat._version import __version__
 from emofeat.errors import ConfigError, EmofeatError
+from emofeat.extras import missing_extra
+from emofeat.settings import Key, coerce, load_yaml, parse_value
 
 CONFIG_FILE = "config.yaml"
+_MISSING: Any = object()
+
+
+class RecipeConfig(dict):
+    """A resolved recipe configuration: checked against the recipe's schema.
+
+    A mapping (``cfg["train"]["lr"]``, ``cfg.get("features")``) whose sections are
+    :class:`RecipeConfig` too, with attribute access (``cfg.train.lr``) for keys that are not
+    ``dict`` method names. Free-form (open) sections stay plain dicts.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def get_path(self, dotted: str, default: Any = _MISSING) -> Any:
+        """The value at ``"train.lr"``; ``default`` (or :class:`KeyError`) when absent."""
+        node: Any = self
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                if default is _MISSING:
+                    raise KeyError(dotted)
+                return default
+            node = node[part]
+        return node
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts and lists (for YAML, JSON, comparisons)."""
+        return _plain(self)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+yaml.SafeDumper.add_representer(RecipeConfig, yaml.representer.SafeRepresenter.represent_dict)
 
 
 @dataclass(frozen=True)
@@ -47,13 +97,18 @@ class Recipe:
         description: one line.
         run: ``run(ctx: RecipeRun) -> dict`` does the work and returns a short summary of
             its metrics (written to ``run.json``).
-        defaults: the default configuration (a mapping, or a YAML file path).
+        defaults: the default configuration (a mapping, or a YAML file path). Every key's
+            default also gives its type (see :meth:`Key.of <emofeat.settings.Key.of>`).
         configs: named configurations (``--config NAME``): name -> YAML file path or
             mapping, merged over the defaults.
+        schema: dotted key -> :class:`~emofeat.settings.Key` declaring what the defaults
+            cannot say: allowed values, bounds, the type of a key whose default is null,
+            a list's item type. Keys it leaves out take their default's type.
         open_sections: dotted paths (``"extract.settings"``) below which any key is
-            accepted; everywhere else an unknown key is an error.
-        validate: checks the resolved config's values (allowed names, ranges) and raises
-            :class:`ConfigError` naming the key; called by :func:`resolve_config`.
+            accepted; everywhere else an unknown key is an error. A mapping whose default is
+            ``{}`` is open too.
+        validate: checks across keys (``validate(config)`` raises :class:`ConfigError`
+            naming the key); runs after the schema check, when the config is resolved.
         plugin: set by the registry: the plugin that registered the recipe.
         version: the recipe's own version (recorded in ``run.json``).
     """
@@ -70,11 +125,17 @@ class Recipe:
     open_sections: tuple[str, ...] = ()
     #: ``validate(config)`` raises :class:`ConfigError` for a bad resolved config; it runs
     #: when the config is resolved, before the recipe reads any data
-    validate: Callable[[dict[str, Any]], None] | None = None
+    validate: Callable[[RecipeConfig], None] | None = None
+    #: declared keys (allowed values, bounds, types of null defaults), see :class:`Key`
+    schema: Mapping[str, Key] = field(default_factory=dict)
 
     def default_config(self) -> dict[str, Any]:
         """The defaults as a fresh mapping."""
         return _load_mapping(self.defaults, f"recipe {self.name} defaults")
+
+    def config_schema(self) -> ConfigSchema:
+        """Every key of the recipe's config: the defaults' keys with :attr:`schema` over them."""
+        return ConfigSchema.build(self.default_config(), self.schema, self.open_sections)
 
 
 @dataclass
@@ -90,7 +151,7 @@ class RecipeRun:
     """
 
     recipe: Recipe
-    config: dict[str, Any]
+    config: RecipeConfig
     run_dir: Path
     log: logging.Logger
     quiet: bool = False
@@ -103,40 +164,20 @@ class RecipeError(EmofeatError):
 def _load_mapping(source: dict[str, Any] | Path | str, what: str) -> dict[str, Any]:
     if isinstance(source, dict):
         return copy.deepcopy(source)
-    path = Path(source)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: {what} must be a mapping of keys to values")
-    return data
+    return load_yaml(source, what)
 
 
 def get_recipes() -> dict[str, Recipe]:
-    """Every registered recipe by name (plugins loaded on first use)."""
-    from emofeat.plugins import load_plugins, pm
+    """Every registered recipe by name (plugins loaded on first use); a name registered
+    twice, or a hook that raises, is reported (:func:`emofeat.plugins.collect`)."""
+    from emofeat.plugins import PluginRef, collect
 
-    load_plugins()
-    found: dict[str, Recipe] = {}
-    for impl in reversed(pm.hook.register_recipes.get_hookimpls()):
+    def make(plugin: PluginRef, recipe: Recipe) -> Recipe:
+        if not isinstance(recipe, Recipe):
+            raise TypeError(f"plugin {plugin.name!r} registered {recipe!r}, not a Recipe")
+        return Recipe(**{**recipe.__dict__, "plugin": plugin.name})
 
-        def register(recipe: Recipe, _plugin: str = impl.plugin_name) -> None:
-            if not isinstance(recipe, Recipe):
-                raise TypeError(f"plugin {_plugin!r} registered {recipe!r}, not a Recipe")
-            if recipe.name in found:
-                print(
-                    f"emofeat: recipe {recipe.name!r} from plugin {_plugin!r} ignored: "
-                    f"already provided by {found[recipe.name].plugin!r}",
-                    file=sys.stderr,
-                )
-                return
-            found[recipe.name] = Recipe(**{**recipe.__dict__, "plugin": _plugin})
-
-        impl.function(register=register)
-    return found
+    return collect("register_recipes", kind="recipe", make=make).items
 
 
 def get_recipe(name: str) -> Recipe:
@@ -153,6 +194,81 @@ def get_recipe(name: str) -> Recipe:
 def _is_open(dotted: str, open_sections: tuple[str, ...]) -> bool:
     """True when ``dotted`` (a section path, ``a.b.``) lies inside a free-form section."""
     return any(dotted == f"{o}." or dotted.startswith(f"{o}.") for o in open_sections)
+
+
+@dataclass(frozen=True)
+class ConfigSchema:
+    """Every key of a recipe config: ``keys`` (dotted leaf -> :class:`Key`), ``sections``
+    (dotted paths of checked mappings, ``""`` the top) and ``open_sections`` (free-form)."""
+
+    keys: dict[str, Key]
+    sections: dict[str, tuple[str, ...]]
+    open_sections: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        defaults: Mapping[str, Any],
+        declared: Mapping[str, Key] | None = None,
+        open_sections: tuple[str, ...] = (),
+    ) -> ConfigSchema:
+        """The schema ``defaults`` imply, with ``declared`` keys over it.
+
+        Raises:
+            ConfigError: a declared key the defaults lack.
+        """
+        keys: dict[str, Key] = {}
+        sections: dict[str, tuple[str, ...]] = {}
+        opened = list(open_sections)
+
+        def walk(node: Mapping[str, Any], where: str) -> None:
+            sections[where.rstrip(".")] = tuple(node)
+            for k, v in node.items():
+                dotted = f"{where}{k}"
+                if isinstance(v, Mapping) and v and dotted not in open_sections:
+                    walk(v, dotted + ".")
+                    continue
+                keys[dotted] = Key.of(v)
+                if isinstance(v, Mapping):
+                    opened.append(dotted)
+
+        walk(defaults, "")
+        for dotted, key in (declared or {}).items():
+            if dotted not in keys:
+                raise ConfigError(f"schema key {dotted!r} is not among the defaults' keys")
+            keys[dotted] = keys[dotted].over(key)
+        return cls(keys, sections, tuple(dict.fromkeys(opened)))
+
+    def key(self, dotted: str) -> Key | None:
+        """The key at ``dotted``; None for a section or a key inside an open section."""
+        return self.keys.get(dotted)
+
+    def check(self, config: Mapping[str, Any]) -> RecipeConfig:
+        """``config`` with every value converted and checked; the first problem raises
+        :class:`ConfigError` naming its dotted key and what the key takes."""
+        return self._section(config, "")
+
+    def _section(self, node: Any, where: str) -> RecipeConfig:
+        path = where.rstrip(".")
+        if not isinstance(node, Mapping):
+            known = ", ".join(self.sections[path])
+            raise ConfigError(f"{path}={node!r}: expected a mapping (of {known})")
+        known = self.sections[path]
+        out = RecipeConfig()
+        for k, value in node.items():
+            dotted = f"{where}{k}"
+            if k not in known:
+                raise ConfigError(
+                    f"unknown config key {dotted!r} (known here: {', '.join(sorted(known))})"
+                )
+            if dotted in self.sections:
+                out[k] = self._section(value, dotted + ".")
+            else:
+                out[k] = coerce(value, self.keys[dotted], dotted)
+        missing = [k for k in known if k not in out]
+        if missing:
+            raise ConfigError(f"config key {where}{missing[0]} is missing")
+        return out
 
 
 def deep_merge(
@@ -185,69 +301,55 @@ def deep_merge(
     return out
 
 
-def _coerce(dotted: str, text: str, default: Any) -> Any:
-    """Convert a ``--set`` value to the type of the default it replaces."""
-    if isinstance(default, list):
-        if text.strip().startswith("["):
-            value = yaml.safe_load(text)
-        else:
-            value = [yaml.safe_load(p) for p in text.split(",") if p.strip()]
-        return value
-    value = yaml.safe_load(text) if text.strip() else ""
-    if default is None or value is None:
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"--set {dotted}={text}: expected true or false")
-    if isinstance(default, int) and not isinstance(value, bool):
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"--set {dotted}={text}: expected an integer")
-    if isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"--set {dotted}={text}: expected a number")
-    if isinstance(default, str):
-        return text
-    if isinstance(default, dict) and not isinstance(value, dict):
-        raise ConfigError(f"--set {dotted}={text}: expected a mapping (YAML {{...}})")
-    return value
-
-
 def apply_sets(
     config: dict[str, Any],
     sets: list[str] | tuple[str, ...],
     open_sections: tuple[str, ...] = (),
+    schema: ConfigSchema | None = None,
 ) -> dict[str, Any]:
-    """Apply ``dotted.key=value`` overrides (checked against the keys ``config`` has).
+    """Apply ``dotted.key=value`` overrides, each read as the type of the key it sets.
 
-    Inside ``open_sections`` missing mappings are created and any key is accepted.
+    ``schema`` (default: the one ``config`` itself implies) says which keys exist and what
+    they take. Inside open sections missing mappings are created, any key is accepted and
+    values are read as YAML. A section may be given a YAML mapping (merged key by key).
     """
+    schema = schema or ConfigSchema.build(config, None, open_sections)
     out = copy.deepcopy(config)
     for item in sets:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE (for example model.layers=6)")
         dotted, text = item.split("=", 1)
-        parts = [p for p in dotted.strip().split(".") if p]
+        parts = [p.strip() for p in dotted.strip().split(".") if p.strip()]
         if not parts:
             raise ConfigError(f"--set {item!r}: empty key")
+        dotted = ".".join(parts)
         node = out
         for i, part in enumerate(parts[:-1]):
-            if part not in node and _is_open(".".join(parts[:i]) + ".", open_sections):
+            here = ".".join(parts[: i + 1])
+            if part not in node and _is_open(here + ".", schema.open_sections):
                 node[part] = {}
             if not isinstance(node.get(part), dict):
-                raise ConfigError(
-                    f"unknown config key {'.'.join(parts[: i + 1])!r} in --set {item!r}"
-                )
+                known = ", ".join(sorted(schema.sections.get(".".join(parts[:i]), node)))
+                raise ConfigError(f"unknown config key {here!r} (known here: {known})")
             node = node[part]
         last = parts[-1]
-        if last not in node and node and not _is_open(".".join(parts[:-1]) + ".", open_sections):
-            known = ", ".join(sorted(node))
+        key = schema.key(dotted)
+        if dotted in schema.sections:
+            value = parse_value(text, dict)
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"--set {dotted}={text}: {dotted} is a section: set one of its keys "
+                    f"({', '.join(schema.sections[dotted])}) or give a YAML mapping {{...}}"
+                )
+            node[last] = deep_merge(node[last], value, dotted + ".", schema.open_sections)
+        elif key is not None:
+            node[last] = coerce(parse_value(text, key.type), key, dotted)
+        elif _is_open(".".join(parts[:-1]) + ".", schema.open_sections):
+            node[last] = parse_value(text)
+        else:
+            section = ".".join(parts[:-1])
+            known = ", ".join(sorted(schema.sections.get(section, node)))
             raise ConfigError(f"unknown config key {dotted!r} (known here: {known})")
-        node[last] = _coerce(dotted, text, node.get(last))
     return out
 
 
@@ -256,9 +358,17 @@ def resolve_config(
     config: str | None = None,
     sets: list[str] | tuple[str, ...] = (),
     overrides: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Defaults, then a named config or YAML file, then ``overrides``, then ``--set`` items."""
-    resolved = recipe.default_config()
+) -> RecipeConfig:
+    """Defaults, then a named config or YAML file, then ``overrides``, then ``--set`` items;
+    checked completely (:meth:`ConfigSchema.check`, then the recipe's ``validate``).
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type or outside the allowed
+            ones, a config that is neither named nor a file; the message names the key.
+    """
+    defaults = recipe.default_config()
+    schema = ConfigSchema.build(defaults, recipe.schema, recipe.open_sections)
+    resolved = defaults
     if config:
         if config in recipe.configs:
             layer = _load_mapping(recipe.configs[config], f"config {config}")
@@ -269,13 +379,23 @@ def resolve_config(
             raise ConfigError(
                 f"--config {config}: neither a named config of {recipe.name} ({named}) nor a file"
             )
-        resolved = deep_merge(resolved, layer, open_sections=recipe.open_sections)
+        resolved = deep_merge(resolved, layer, open_sections=schema.open_sections)
     if overrides:
-        resolved = deep_merge(resolved, overrides, open_sections=recipe.open_sections)
-    resolved = apply_sets(resolved, sets, recipe.open_sections)
+        resolved = deep_merge(resolved, overrides, open_sections=schema.open_sections)
+    resolved = apply_sets(resolved, sets, schema=schema)
+    return check_config(recipe, resolved, schema)
+
+
+def check_config(
+    recipe: Recipe, config: Mapping[str, Any], schema: ConfigSchema | None = None
+) -> RecipeConfig:
+    """``config`` (a full mapping of the recipe's keys) checked against the recipe's schema
+    and its ``validate``; a :class:`RecipeConfig`."""
+    schema = schema or recipe.config_schema()
+    checked = schema.check(config)
     if recipe.validate is not None:
-        recipe.validate(resolved)
-    return resolved
+        recipe.validate(checked)
+    return checked
 
 
 def new_run_dir(out: Path, name: str) -> Path:
@@ -292,7 +412,14 @@ def new_run_dir(out: Path, name: str) -> Path:
     raise RecipeError(f"{out}: cannot create a run directory for {name}")
 
 
-def _logger(run_dir: Path, quiet: bool) -> logging.Logger:
+@contextlib.contextmanager
+def run_log(
+    run_dir: Path, quiet: bool = False, packages: tuple[str, ...] = ()
+) -> Iterator[logging.Logger]:
+    """The run's logger for the duration of a run: ``run.log`` (with times) and, unless
+    ``quiet``, the console (messages only). The loggers named in ``packages`` (a recipe's own
+    modules log through them) also write to ``run.log`` at INFO meanwhile. Everything is
+    detached and closed at the end."""
     log = logging.getLogger(f"emofeat.recipe.{run_dir.name}")
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -305,12 +432,42 @@ def _logger(run_dir: Path, quiet: bool) -> logging.Logger:
         sh = logging.StreamHandler(sys.stderr)
         sh.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(sh)
-    return log
+    attached = [logging.getLogger(p) for p in packages if p]
+    levels = [pkg.level for pkg in attached]
+    for pkg in attached:
+        pkg.setLevel(logging.INFO)
+        pkg.addHandler(fh)
+    try:
+        yield log
+    finally:
+        for pkg, level in zip(attached, levels, strict=True):
+            pkg.removeHandler(fh)
+            pkg.setLevel(level)
+        for h in list(log.handlers):
+            h.close()
+            log.removeHandler(h)
+
+
+def _package(recipe: Recipe) -> str:
+    """The top-level package of the recipe's code (whose loggers join ``run.log``)."""
+    module = getattr(recipe.run, "__module__", "") or ""
+    top = module.split(".")[0]
+    return "" if top in ("", "__main__", "emofeat") else top
+
+
+def _missing_extra(recipe: Recipe, exc: BaseException) -> ConfigError | None:
+    """A usage error naming the extra to install when ``exc`` is a missing optional import."""
+    if not isinstance(exc, ImportError):
+        return None
+    from emofeat.plugins import plugin_distributions
+
+    dist = plugin_distributions().get(recipe.plugin, ("emofeat", ""))[0]
+    return missing_extra(exc, what=f"recipe {recipe.name!r}", distribution=dist, prefer="recipes")
 
 
 def run_recipe(
     recipe: Recipe,
-    config: dict[str, Any],
+    config: Mapping[str, Any],
     out: Path,
     run_dir: Path | None = None,
     quiet: bool = False,
@@ -318,16 +475,18 @@ def run_recipe(
 ) -> tuple[Path, dict[str, Any]]:
     """Run ``recipe`` with a resolved ``config``; return ``(run_dir, summary)``.
 
+    A plain mapping is checked first (:func:`check_config`), as :func:`resolve_config` does.
     ``run_dir`` given: continue in that directory (resume); otherwise a new one is made.
     Raises whatever the recipe raised, after writing ``run.json`` with status ``failed``
     and the traceback to ``run.log``.
     """
+    if not isinstance(config, RecipeConfig):
+        config = check_config(recipe, config)
     if run_dir is None:
         run_dir = new_run_dir(out, recipe.name)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
-    log = _logger(run_dir, quiet)
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     info: dict[str, Any] = {
         "recipe": recipe.name,
         "recipe_version": recipe.version,
@@ -339,21 +498,21 @@ def run_recipe(
     }
     (run_dir / "run.json").write_text(json.dumps(info, indent=2))
     t0 = time.perf_counter()
-    log.info("recipe %s: run directory %s", recipe.name, run_dir)
-    try:
-        summary = recipe.run(RecipeRun(recipe, config, run_dir, log, quiet)) or {}
-    except BaseException as exc:
-        log.error("failed: %s: %s", type(exc).__name__, exc)
-        with (run_dir / "run.log").open("a") as fh:
-            fh.write(traceback.format_exc())
-        info.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        info["seconds"] = round(time.perf_counter() - t0, 3)
-        (run_dir / "run.json").write_text(json.dumps(info, indent=2))
-        raise
-    finally:
-        for h in list(log.handlers):
-            h.close()
-            log.removeHandler(h)
+    with run_log(run_dir, quiet, (_package(recipe),)) as log:
+        log.info("recipe %s: run directory %s", recipe.name, run_dir)
+        try:
+            summary = recipe.run(RecipeRun(recipe, config, run_dir, log, quiet)) or {}
+        except BaseException as exc:
+            extra = _missing_extra(recipe, exc)
+            log.error("failed: %s: %s", type(exc).__name__, extra or exc)
+            with (run_dir / "run.log").open("a") as fh:
+                fh.write(traceback.format_exc())
+            info.update(status="failed", error=f"{type(exc).__name__}: {extra or exc}")
+            info["seconds"] = round(time.perf_counter() - t0, 3)
+            (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+            if extra is not None:
+                raise extra from exc
+            raise
     info.update(status="done", summary=summary, seconds=round(time.perf_counter() - t0, 3))
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
     return run_dir, summary

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import av
 import numpy as np
+
+if TYPE_CHECKING:
+    from av.audio.stream import AudioStream
+    from av.video.stream import VideoStream
 
 
 def speech_like(
@@ -104,13 +109,13 @@ def write_video(
     width, height = size
     rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
     with av.open(str(path), "w") as out:
-        vs = out.add_stream(codec, rate=rate if frame_times is None else 1000)
+        vs = cast("VideoStream", out.add_stream(codec, rate=rate if frame_times is None else 1000))
         vs.width, vs.height = width, height
         vs.pix_fmt = "yuv420p"
         if frame_times is not None:
             vs.codec_context.time_base = Fraction(1, 1000)
         if audio:
-            ast = out.add_stream(audio_codec, rate=sampling_rate)
+            ast = cast("AudioStream", out.add_stream(audio_codec, rate=sampling_rate))
             ast.layout = "mono"
         times = (
             list(frame_times)
@@ -186,7 +191,7 @@ def write_audio(
         else sampling_rate
     )
     with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=rate)
+        stream = cast("AudioStream", out.add_stream(codec, rate=rate))
         stream.layout = "mono"
         _encode_audio(out, stream, signal, rate)
     return path

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def window_statistics(
 
 
 # numpy's plain reductions when every frame is valid (faster, same values), else NaN-aware
-_PLAIN = {
+_PLAIN: dict[str, Any] = {
     "mean": np.mean,
     "std": np.std,
     "min": np.min,
@@ -126,7 +127,7 @@ _PLAIN = {
     "sum": np.sum,
     "percentile": np.percentile,
 }
-_NAN_AWARE = {
+_NAN_AWARE: dict[str, Any] = {
     "mean": np.nanmean,
     "std": np.nanstd,
     "min": np.nanmin,

@@ -7,8 +7,9 @@ A store named ``feats.h5`` is two things side by side:
   atomically (copy, change, fsync, rename), so a reader or a crash sees either the old or
   the new index, never a half-written one.
 * ``feats.h5.d/`` - one HDF5 file per item (input x extractor). An item file is written
-  under ``.staging/``, fsynced, and renamed into place when complete; it is never changed
-  afterwards (``--overwrite`` writes a new file and renames it over the old one).
+  under ``.staging/`` (:func:`staged_item_path`; the writer is :mod:`emofeat.itemfile`),
+  fsynced, and renamed into place when complete; it is never changed afterwards
+  (``--overwrite`` writes a new file and renames it over the old one).
 
 Why not one big HDF5 file: a SIGKILL while HDF5 appends to a file can leave the whole file
 unreadable (measured: docs/architecture.md), so no write may touch a file that already
@@ -29,7 +30,6 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,18 +40,15 @@ import pandas as pd
 
 from emofeat._version import __version__
 from emofeat.errors import StoreError, StoreInUseError
-from emofeat.extractor import Rows, StreamSpec
-from emofeat.media import FrameGrid
-from emofeat.timeline import align_to_frames, gather_rows
+from emofeat.extractor import StreamSpec
+from emofeat.itemfile import ALIGNMENT_RULE as ALIGNMENT_RULE
+from emofeat.itemfile import FORMAT_VERSION as FORMAT_VERSION
+from emofeat.itemfile import ItemWriter as ItemWriter
+from emofeat.itemfile import StoredInput as StoredInput
+from emofeat.itemfile import StreamData as StreamData
+from emofeat.itemfile import decode_attrs, fsync_path
 
 FORMAT_NAME = "emofeat-store"
-FORMAT_VERSION = 1
-ALIGNMENT_RULE = "nearest-centre-covering-v2"
-"""Name of the alignment rule (:mod:`emofeat.timeline`) recorded in every item file as its
-``alignment`` attribute; renamed whenever the rule changes the stored aligned views, so that
-``emofeat extract`` redoes items aligned under an older rule. v1: ties went to the earlier
-row even when it did not cover the frame; v2: a covering row wins the tie."""
-_STR = h5py.string_dtype("utf-8")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
 
 
@@ -107,317 +104,14 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def staged_item_path(staging_dir: str | os.PathLike, key: str, extractor: str) -> Path:
+    """A new, unique staging file for the item ``key`` x ``extractor``.
 
-
-@dataclass
-class StreamData:
-    """One stream of one item, read into memory.
-
-    Attributes:
-        data: float32 values, shape ``(n, dims)``.
-        times: ``(n, 2)`` start and end of each row in seconds.
-        mask: ``(n,)`` True where the row is valid.
-        labels: the names of the dimensions.
-        aligned: True when the rows are the input's frames.
-        row: for aligned data, the native row each frame took its values from (-1: none).
+    The one place that names staged item files (``<key>.<extractor>.<uuid>.h5``): the store
+    (:meth:`FeatureStore.new_item`) and the engine's per-input work, which may run in another
+    process or on another machine that sees the same folder, both use it.
     """
-
-    data: np.ndarray
-    times: np.ndarray
-    mask: np.ndarray
-    labels: list[str]
-    aligned: bool
-    row: np.ndarray | None = None
-
-
-class ItemWriter:
-    """Writes one item (input x extractor) to a staging file, streaming rows to disk."""
-
-    def __init__(self, path: Path, key: str, extractor: str, streams: list[StreamSpec]) -> None:
-        self.path = path
-        self.key = key
-        self.extractor = extractor
-        self.specs = {s.name: s for s in streams}
-        self.file = h5py.File(path, "w")
-        self.file.attrs["complete"] = False
-        self.rows: dict[str, int] = {}
-        self._pending: dict[str, list[Rows]] = {}
-
-    def _create(self, rows: Rows, labels: tuple[str, ...] | None) -> h5py.Group:
-        d = rows.data.shape[1]
-        g = self.file.create_group(rows.stream)
-        chunk_rows = max(1, min(4096, 262144 // (4 * max(d, 1))))
-        g.create_dataset(
-            "data",
-            shape=(0, d),
-            maxshape=(None, d),
-            dtype="f4",
-            chunks=(chunk_rows, d),
-            compression="gzip",
-            compression_opts=4,
-            shuffle=True,
-        )
-        g.create_dataset(
-            "times",
-            shape=(0, 2),
-            maxshape=(None, 2),
-            dtype="f8",
-            chunks=(4096, 2),
-            compression="gzip",
-            compression_opts=4,
-        )
-        g.create_dataset(
-            "mask",
-            shape=(0,),
-            maxshape=(None,),
-            dtype=bool,
-            chunks=(4096,),
-            compression="gzip",
-            compression_opts=4,
-        )
-        names = list(labels) if labels else [f"{rows.stream}_{i}" for i in range(d)]
-        if len(names) != d:
-            raise StoreError(
-                f"{self.extractor}: stream {rows.stream!r} has {d} dims but {len(names)} labels"
-            )
-        g.create_dataset("labels", data=np.array(names, dtype=object), dtype=_STR)
-        spec = self.specs.get(rows.stream)
-        g.attrs["level"] = spec.level if spec else "frame"
-        g.attrs["rate"] = spec.rate if spec else ""
-        self.rows[rows.stream] = 0
-        return g
-
-    def append(self, rows: Rows, labels: tuple[str, ...] | None = None) -> None:
-        """Append a block of native rows (labels are used when the stream is new)."""
-        if rows.stream not in self.file:
-            spec = self.specs.get(rows.stream)
-            g = self._create(rows, rows.labels or labels or (spec.labels if spec else None))
-        else:
-            g = self.file[rows.stream]
-        n = len(rows)
-        if n == 0:
-            return
-        if rows.data.shape[1] != g["data"].shape[1]:
-            raise StoreError(
-                f"{self.extractor}: stream {rows.stream!r} changed width from "
-                f"{g['data'].shape[1]} to {rows.data.shape[1]}"
-            )
-        # small blocks (one window at a time) are buffered: one HDF5 write per ~1 MB
-        pending = self._pending.setdefault(rows.stream, [])
-        pending.append(rows)
-        size = sum(r.data.nbytes for r in pending)
-        if size >= 1 << 20 or len(pending) >= 1024:
-            self._flush(rows.stream)
-
-    def _flush(self, stream: str) -> None:
-        pending = self._pending.pop(stream, [])
-        if not pending:
-            return
-        g = self.file[stream]
-        data = np.concatenate([r.data for r in pending])
-        times = np.concatenate([np.stack([r.start, r.end], axis=1) for r in pending])
-        mask = np.concatenate(
-            [np.ones(len(r), bool) if r.valid is None else r.valid for r in pending]
-        )
-        n0, n = self.rows[stream], len(data)
-        for name, value in (("data", data), ("times", times), ("mask", mask)):
-            ds = g[name]
-            ds.resize(n0 + n, axis=0)
-            ds[n0 : n0 + n] = value
-        self.rows[stream] = n0 + n
-
-    def ensure_stream(self, stream: str, labels: tuple[str, ...]) -> None:
-        """Create an empty stream (an extractor that produced no rows still has its streams)."""
-        if stream not in self.file and labels:
-            self._create(Rows(stream, np.zeros((0, len(labels))), [], []), labels)
-
-    def finalize(self, grid: FrameGrid, attrs: dict[str, Any], block: int = 8192) -> None:
-        """Align every stream onto ``grid``, write provenance, close and fsync."""
-        f = self.file
-        for stream in list(self._pending):
-            self._flush(stream)
-        f.create_dataset(
-            "frames/times",
-            data=np.stack([grid.starts, grid.ends], axis=1),
-            compression="gzip",
-            compression_opts=4,
-        )
-        f["frames"].attrs["rate"] = grid.rate
-        f["frames"].attrs["source"] = grid.source
-        for stream in self.rows:
-            g = f[stream]
-            times = g["times"][:]
-            mask = g["mask"][:]
-            index, valid = align_to_frames(times[:, 0], times[:, 1], grid.starts, grid.ends, mask)
-            d = g["data"].shape[1]
-            m = len(grid)
-            chunk_rows = max(1, min(4096, 262144 // (4 * max(d, 1))))
-            ad = g.create_dataset(
-                "aligned/data",
-                shape=(m, d),
-                dtype="f4",
-                chunks=(min(chunk_rows, max(m, 1)), d) if m else None,
-                compression="gzip",
-                compression_opts=4,
-                shuffle=True,
-            )
-            src = g["data"]
-            for a in range(0, m, block):
-                idx = index[a : a + block]
-                ok = idx >= 0
-                if ok.any():
-                    lo, hi = int(idx[ok].min()), int(idx[ok].max()) + 1
-                    rows = src[lo:hi]
-                    shifted = np.where(ok, idx - lo, -1)
-                    ad[a : a + len(idx)] = gather_rows(rows, shifted)
-                else:
-                    ad[a : a + len(idx)] = np.full((len(idx), d), np.nan, np.float32)
-            g.create_dataset("aligned/mask", data=valid, compression="gzip", compression_opts=4)
-            g.create_dataset("aligned/row", data=index, compression="gzip", compression_opts=4)
-            g.attrs["coverage"] = float(valid.mean()) if m else 0.0
-        for k, v in attrs.items():
-            f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
-        # the extractor's declared stream order (HDF5 lists members sorted by name): the
-        # default stream of a mask source is its first one-dimensional stream
-        order = [n for n in self.specs if n in self.rows]
-        f.attrs["streams"] = json.dumps(order + [n for n in self.rows if n not in order])
-        f.attrs["alignment"] = ALIGNMENT_RULE
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["complete"] = True
-        f.flush()
-        f.close()
-        _fsync_path(self.path)
-
-    def abort(self) -> None:
-        """Discard the staging file."""
-        try:
-            self.file.close()
-        except Exception:
-            pass
-        self.path.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------------------
-# Masking: an item's rows made invalid where another item's 0/1 stream is off (the common
-# ``mask`` setting). Applied by the engine to a staged, not yet committed item file.
-
-
-def mask_streams(path: Path) -> list[tuple[str, int]]:
-    """``(stream, dims)`` of an item file in the extractor's declared order."""
-    with h5py.File(path, "r") as f:
-        names = [n for n in f.keys() if n != "frames"]
-        order = f.attrs.get("streams")
-        declared = json.loads(order) if order is not None else []
-        ordered = [n for n in declared if n in names] + sorted(set(names) - set(declared))
-        return [(n, int(f[n]["data"].shape[1])) for n in ordered]
-
-
-def _active_spans(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union of spans as sorted, disjoint ``[a, b)`` (touching spans merged)."""
-    keep = ends > starts
-    starts, ends = starts[keep], ends[keep]
-    if not len(starts):
-        return np.zeros(0), np.zeros(0)
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], ends[order]
-    reach = np.maximum.accumulate(ends)
-    # a new span begins where a start lies beyond everything reached before it
-    new = np.concatenate([[True], starts[1:] > reach[:-1]])
-    first = np.flatnonzero(new)
-    last = np.concatenate([first[1:] - 1, [len(starts) - 1]])
-    return starts[first], reach[last]
-
-
-def active_fraction(
-    row_starts: np.ndarray, row_ends: np.ndarray, act_starts: np.ndarray, act_ends: np.ndarray
-) -> np.ndarray:
-    """Fraction of each row span ``[start, end)`` (seconds) covered by the active spans.
-
-    Zero-length rows get 1.0 when their instant lies inside an active span, else 0.0.
-    """
-    a, b = _active_spans(np.asarray(act_starts, np.float64), np.asarray(act_ends, np.float64))
-    s = np.asarray(row_starts, np.float64)
-    e = np.asarray(row_ends, np.float64)
-    if not len(a):
-        return np.zeros(len(s))
-    before = np.concatenate([[0.0], np.cumsum(b - a)])  # active length before span i
-
-    def measure(t: np.ndarray) -> np.ndarray:  # active length in (-inf, t)
-        i = np.searchsorted(a, t, side="right")  # spans starting at or before t
-        j = np.maximum(i - 1, 0)
-        inside = np.clip(t - a[j], 0.0, b[j] - a[j])
-        return before[j] + np.where(i > 0, inside, 0.0)
-
-    length = e - s
-    frac = (measure(e) - measure(s)) / np.where(length > 0, length, 1.0)
-    i = np.maximum(np.searchsorted(a, s, side="right") - 1, 0)
-    point = (a[i] <= s) & (s < b[i])
-    return np.where(length > 0, np.clip(frac, 0.0, 1.0), point.astype(np.float64))
-
-
-def mask_item(
-    path: Path, source: Path, stream: str, mask_min: float, record: dict[str, Any] | None = None
-) -> dict[str, int]:
-    """Invalidate the rows of a staged item where a mask source's stream is not active.
-
-    The source stream (one dimension) is *active* over the spans of its valid native rows
-    whose value is >= 0.5. Each native row of every stream of the item at ``path`` stays
-    valid only if at least ``mask_min`` of its ``[start, end)`` span is active; each frame
-    of the aligned view stays valid only if its native row does and the source's value on
-    that frame (the source's rows aligned onto this item's frames by the timeline rule) is
-    >= 0.5 and valid. Native times are used throughout, so sources of another modality
-    (video-frame streams masking audio rows, or the reverse) work.
-
-    The file is rewritten in place (masks only; data are kept, so ``apply_mask=False``
-    still shows them), then fsynced. Only for staging files: committed items never change.
-
-    Args:
-        path: the staged item file to mask.
-        source: the mask source's item file (staged or committed).
-        stream: the source's one-dimensional stream.
-        mask_min: fraction (0-1] of a native row's span that must be active.
-        record: provenance of the mask, stored as the JSON root attribute ``mask`` together
-            with ``rows_masked``.
-
-    Returns:
-        ``{stream: rows newly made invalid}``.
-    """
-    with h5py.File(source, "r") as f:
-        g = f[stream]
-        times = g["times"][:]
-        on = g["mask"][:] & (g["data"][:, 0] >= 0.5)  # NaN compares False: inactive
-    masked: dict[str, int] = {}
-    with h5py.File(path, "r+") as f:
-        frames = f["frames/times"][:]
-        index, valid = align_to_frames(times[:, 0], times[:, 1], frames[:, 0], frames[:, 1])
-        frame_on = valid & np.where(index >= 0, on[np.maximum(index, 0)], False)
-        for name in [n for n in f.keys() if n != "frames"]:
-            g = f[name]
-            rt = g["times"][:]
-            old = g["mask"][:]
-            new = old & (
-                active_fraction(rt[:, 0], rt[:, 1], times[on, 0], times[on, 1]) >= mask_min - 1e-9
-            )
-            row = g["aligned/row"][:]
-            aligned = g["aligned/mask"][:] & frame_on
-            aligned &= np.where(row >= 0, new[np.maximum(row, 0)], False)
-            if len(new):
-                g["mask"][:] = new
-            if len(aligned):
-                g["aligned/mask"][:] = aligned
-            g.attrs["coverage"] = float(aligned.mean()) if len(aligned) else 0.0
-            masked[name] = int(old.sum() - new.sum())
-        if record is not None:
-            f.attrs["mask"] = json.dumps({**record, "rows_masked": masked})
-        f.flush()
-    _fsync_path(path)
-    return masked
+    return Path(staging_dir) / f"{safe_name(key)}.{safe_name(extractor)}.{uuid.uuid4().hex}.h5"
 
 
 class FeatureStore:
@@ -475,7 +169,7 @@ class FeatureStore:
                 "(permission denied)"
             )
         try:
-            (self.dir / ".staging").mkdir(parents=True, exist_ok=True)
+            self.staging_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StoreError(
@@ -496,10 +190,10 @@ class FeatureStore:
         os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
         self._lock_fd = fd
         # a killed run leaves staging files behind: they were never visible, drop them
-        for leftover in (self.dir / ".staging").iterdir():
+        for leftover in self.staging_dir.iterdir():
             leftover.unlink(missing_ok=True)
         if not self.path.exists():
-            tmp = self.dir / ".staging" / f"index-{uuid.uuid4().hex}.h5"
+            tmp = self.staging_dir / f"index-{uuid.uuid4().hex}.h5"
             with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
                 f.attrs["format"] = FORMAT_NAME
                 f.attrs["format_version"] = FORMAT_VERSION
@@ -531,9 +225,18 @@ class FeatureStore:
             raise StoreError(f"{self.path}: opened read-only")
 
     def _replace_index(self, tmp: Path) -> None:
-        _fsync_path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, self.path)
-        _fsync_path(self.path.parent if str(self.path.parent) else Path("."), directory=True)
+        fsync_path(self.path.parent if str(self.path.parent) else Path("."), directory=True)
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where files are written before they are committed (``feats.h5.d/.staging``).
+
+        Never visible to readers; what a killed writer leaves there is removed by the next
+        writer. Per-input work elsewhere (worker processes) stages its item files here too.
+        """
+        return self.dir / ".staging"
 
     def item_path(self, key: str, extractor: str) -> Path:
         """Where the item file of ``key`` x ``extractor`` lives once committed."""
@@ -542,10 +245,9 @@ class FeatureStore:
     def new_item(self, key: str, extractor: str, streams: list[StreamSpec]) -> ItemWriter:
         """Start writing an item in the staging area."""
         self._require_writer()
-        tmp = (
-            self.dir / ".staging" / f"{safe_name(key)}.{safe_name(extractor)}.{uuid.uuid4().hex}.h5"
+        return ItemWriter(
+            staged_item_path(self.staging_dir, key, extractor), key, extractor, streams
         )
-        return ItemWriter(tmp, key, extractor, streams)
 
     def commit(self, items: list[tuple[str, str, Path]], log: list[dict[str, Any]]) -> None:
         """Make finished items visible and append run-log entries, atomically.
@@ -565,8 +267,8 @@ class FeatureStore:
             final = self.item_path(key, extractor)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, final)
-            _fsync_path(final.parent, directory=True)
-        tmp = self.dir / ".staging" / f"index-{uuid.uuid4().hex}.h5"
+            fsync_path(final.parent, directory=True)
+        tmp = self.staging_dir / f"index-{uuid.uuid4().hex}.h5"
         try:
             self._write_index(tmp, items, log)
         finally:
@@ -630,7 +332,7 @@ class FeatureStore:
             with h5py.File(path, "r") as f:
                 if not f.attrs.get("complete", False):
                     return None
-                return _decode_attrs(f.attrs)
+                return decode_attrs(f.attrs)
         except (KeyError, OSError):
             return None
 
@@ -651,7 +353,7 @@ class FeatureStore:
                 with h5py.File(self._linked(link), "r") as item:
                     if not item.attrs.get("complete", False):
                         continue
-                    attrs = _decode_attrs(item.attrs)
+                    attrs = decode_attrs(item.attrs)
                     names = tuple(sorted(n for n in item.keys() if n != "frames"))
                     n = int(item["frames/times"].shape[0]) if "frames/times" in item else 0
             except OSError:
@@ -787,75 +489,6 @@ class ItemInfo:
     def settings(self) -> dict[str, Any]:
         """The extractor settings the item was made with."""
         return dict((self.attrs.get("config") or {}).get("settings") or {})
-
-
-class StoredInput:
-    """The streams stored for one input, read lazily (given to ``features`` extractors)."""
-
-    def __init__(self, key: str, files: dict[str, Path]) -> None:
-        self.key = key
-        self.files = files
-
-    def streams(self) -> list[tuple[str, str, str]]:
-        """``(extractor, stream, level)`` for every stored stream."""
-        out = []
-        for ex, path in sorted(self.files.items()):
-            try:
-                with h5py.File(path, "r") as f:
-                    for name in sorted(f.keys()):
-                        if name != "frames":
-                            out.append((ex, name, str(f[name].attrs.get("level", "frame"))))
-            except OSError:
-                continue
-        return out
-
-    def labels(self, extractor: str, stream: str) -> list[str]:
-        """Dimension names of a stream."""
-        with h5py.File(self.files[extractor], "r") as f:
-            return list(f[stream]["labels"].asstr()[:])
-
-    def aligned_blocks(
-        self, extractor: str, stream: str, block: int = 4096
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Yield ``(first_frame, data, mask)`` blocks of the frame-aligned view."""
-        if extractor not in self.files:
-            raise KeyError(f"{self.key}: no stored extractor {extractor!r}")
-        with h5py.File(self.files[extractor], "r") as f:
-            g = f[stream]
-            n = g["aligned/data"].shape[0]
-            for a in range(0, n, block):
-                yield a, g["aligned/data"][a : a + block], g["aligned/mask"][a : a + block]
-
-    def read_aligned(
-        self, extractor: str, stream: str, start: int, stop: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Frames ``start:stop`` of a stream's frame-aligned view: ``(data, mask)``."""
-        if extractor not in self.files:
-            raise KeyError(f"{self.key}: no stored extractor {extractor!r}")
-        with h5py.File(self.files[extractor], "r") as f:
-            g = f[stream]
-            return g["aligned/data"][start:stop], g["aligned/mask"][start:stop]
-
-    def provenance(self, extractor: str) -> dict[str, Any]:
-        """The source item's attributes."""
-        with h5py.File(self.files[extractor], "r") as f:
-            return _decode_attrs(f.attrs)
-
-
-def _decode_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in attrs.items():
-        if isinstance(v, bytes):
-            v = v.decode()
-        if isinstance(v, str) and v[:1] in "{[":
-            try:
-                v = json.loads(v)
-            except ValueError:
-                pass
-        elif isinstance(v, np.generic):
-            v = v.item()
-        out[k] = v
-    return out
 
 
 def open_store(path: str | os.PathLike) -> FeatureStore:

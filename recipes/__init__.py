@@ -8,12 +8,23 @@ models) are imported only when a recipe runs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import emofeat
-from emofeat.recipes import Recipe, RecipeRun
+from emofeat.recipes import Recipe, RecipeConfig, RecipeRun
+from emofeat.settings import load_yaml
+from emofeat_recipes.validate import (
+    abaw_schema,
+    audio_finetune_schema,
+    face_finetune_schema,
+)
 
 CONFIGS = Path(__file__).parent / "configs"
 VERSION = "1"
+
+
+def _defaults(name: str) -> dict[str, Any]:
+    return load_yaml(CONFIGS / name, "recipe defaults")
 
 
 def _run_va(ctx: RecipeRun) -> dict:
@@ -22,16 +33,22 @@ def _run_va(ctx: RecipeRun) -> dict:
     return run_abaw(ctx, "VA")
 
 
-def _validate_va(config: dict) -> None:
+def _validate_va(config: RecipeConfig) -> None:
     from emofeat_recipes.validate import validate_abaw
 
     validate_abaw(config, "VA")
 
 
-def _validate_expr(config: dict) -> None:
+def _validate_expr(config: RecipeConfig) -> None:
     from emofeat_recipes.validate import validate_abaw
 
     validate_abaw(config, "EXPR")
+
+
+def _validate_audio(config: RecipeConfig) -> None:
+    from emofeat_recipes.validate import validate_audio_finetune
+
+    validate_audio_finetune(config)
 
 
 def _run_expr(ctx: RecipeRun) -> dict:
@@ -49,6 +66,7 @@ ABAW_VA = Recipe(
     version=VERSION,
     open_sections=("extract.settings",),
     validate=_validate_va,
+    schema=abaw_schema("VA", _defaults("abaw_va.yaml")),
 )
 ABAW_EXPR = Recipe(
     name="abaw_expr",
@@ -59,6 +77,7 @@ ABAW_EXPR = Recipe(
     version=VERSION,
     open_sections=("extract.settings",),
     validate=_validate_expr,
+    schema=abaw_schema("EXPR", _defaults("abaw_expr.yaml")),
 )
 
 
@@ -86,6 +105,7 @@ FACE_FINETUNE = Recipe(
         "offline": {"backbone": "efficientnet_lite0", "weights": "lite0-imagenet"},
     },
     version=VERSION,
+    schema=face_finetune_schema(_defaults("face_finetune.yaml")),
 )
 AUDIO_FINETUNE = Recipe(
     name="audio_finetune",
@@ -94,6 +114,8 @@ AUDIO_FINETUNE = Recipe(
     run=_run_audio_finetune,
     defaults=CONFIGS / "audio_finetune.yaml",
     version=VERSION,
+    schema=audio_finetune_schema(_defaults("audio_finetune.yaml")),
+    validate=_validate_audio,
 )
 
 

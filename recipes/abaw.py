@@ -11,7 +11,6 @@ See docs/recipes.md for the configuration keys and the run directory.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from emofeat import open_store
-from emofeat.recipes import RecipeError, RecipeRun
+from emofeat.recipes import RecipeConfig, RecipeError, RecipeRun
 from emofeat_recipes import fusion as fusion_mod
 from emofeat_recipes.data import (
     EpochLoader,
@@ -107,12 +106,11 @@ def _forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], streams: li
 
 
 def _loss_fn(task: str, cfg: dict[str, Any], train: list[TrackData]):
-    """The configured loss (``loss`` section), pooled over the valid label frames of a batch."""
+    """The configured loss (``loss`` section, its names checked by the recipe's schema),
+    pooled over the valid label frames of a batch."""
     name = cfg["name"]
     kw: dict[str, Any] = {}
     if task == "EXPR":
-        if name not in ("focal", "ce"):
-            raise RecipeError(f"loss.name={name!r}: EXPR needs 'focal' or 'ce'")
         if cfg["weight"] not in ("none", None):
             kw["weight"] = cfg["weight"]
             kw["labels"] = np.concatenate([td.y[td.y_valid] for td in train])
@@ -120,8 +118,6 @@ def _loss_fn(task: str, cfg: dict[str, Any], train: list[TrackData]):
             kw["gamma"] = float(cfg["gamma"])
         else:
             kw["label_smoothing"] = float(cfg["label_smoothing"])
-    elif name not in ("ccc", "rmse", "mse"):
-        raise RecipeError(f"loss.name={name!r}: VA needs 'ccc', 'rmse' or 'mse'")
     loss = build_loss(name, **kw)
     dims = 2 if task == "VA" else len(EXPR_LABELS)
 
@@ -406,35 +402,26 @@ def _plots(
 # ----------------------------------------------------------------------------- the run
 
 
-def _window_frames(cfg: dict[str, Any]) -> tuple[int, int]:
-    w = cfg["window"]
-    if w["unit"] == "seconds":
-        return seconds_to_frames(w["length"], cfg["fps"]), seconds_to_frames(w["hop"], cfg["fps"])
-    if w["unit"] != "frames":
-        raise RecipeError(f"window.unit must be 'frames' or 'seconds', got {w['unit']!r}")
-    return int(w["length"]), int(w["hop"])
+def _window_frames(cfg: RecipeConfig) -> tuple[int, int]:
+    w = cfg.window  # unit: frames or seconds (the schema's)
+    if w.unit == "seconds":
+        return seconds_to_frames(w.length, cfg.fps), seconds_to_frames(w.hop, cfg.fps)
+    return int(w.length), int(w.hop)
 
 
 def run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
-    """Train, fuse, score and write everything for one ABAW track (``"VA"`` or ``"EXPR"``)."""
-    # the training loop logs through this package's loggers: send them to run.log too
-    pkg = logging.getLogger("emofeat_recipes")
-    pkg.setLevel(logging.INFO)
-    added = [h for h in ctx.log.handlers if isinstance(h, logging.FileHandler)]
-    for h in added:
-        pkg.addHandler(h)
-    try:
-        return _run_abaw(ctx, task)
-    finally:
-        for h in added:
-            pkg.removeHandler(h)
+    """Train, fuse, score and write everything for one ABAW track (``"VA"`` or ``"EXPR"``).
+
+    The training loop logs through this package's loggers: ``run_recipe`` sends them to
+    ``run.log`` too.
+    """
+    return _run_abaw(ctx, task)
 
 
 def _store_paths(ctx: RecipeRun) -> tuple[list[Path], Path]:
     """The configured stores, and the one that missing features are extracted into."""
     cfg = ctx.config
-    given = cfg.get("features")
-    paths = [Path(p).expanduser() for p in ([given] if isinstance(given, str) else given or [])]
+    paths = [Path(p).expanduser() for p in cfg.features or []]  # a list (the schema's)
     target = paths[0] if paths else default_store(ctx.run_dir.parent, cfg["data"])
     return paths or [target], target
 

@@ -15,8 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from emofeat import EmofeatError, open_store
-from emofeat.progress import stderr_console
+from emofeat import EmofeatError, open_store, stderr_console
 
 
 def register(cli: click.Group) -> None:

@@ -1,6 +1,6 @@
 """The ``face_finetune`` recipe: stage-1 fine-tuning of a timm face backbone on Aff-Wild2 frames.
 
-The network is :class:`emofeat_plugins.faces.backbones.FaceModel` (backbone, the paper's
+The network is :class:`emofeat_plugins.faces.FaceModel` (backbone, the paper's
 ``dropout 0.1 -> Linear(feat, 256) -> BatchNorm -> Tanh`` embedding, an 8-way expression head
 and/or a valence-arousal head). It trains on every ``frame_step``-th label frame of the training
 tracks that has a crop image and a valid label, scores the official metric (macro-F1 over the 8
@@ -11,7 +11,7 @@ classes / mean CCC) on validation frames after each epoch, and writes, besides t
 
 Preprocessing is the extractors' own, so what the model sees in training is what it sees at
 extraction time: the whole crop image (PIL decoding, RGB) resized to ``input_size`` with
-:func:`emofeat_plugins.faces.crops.crop_faces` (``roi_align``, float values, not rounded), scaled
+:func:`emofeat_plugins.faces.crop_faces` (``roi_align``, float values, not rounded), scaled
 to 0..1 and normalised with the checkpoint's mean and std. Augmentation (training only) acts on
 the 0..1 image before the normalisation.
 """
@@ -29,11 +29,11 @@ import torch
 from torch import nn
 
 from emofeat.recipes import RecipeError, RecipeRun
-from emofeat_plugins.faces.backbones import FaceModel, load_checkpoint, save_checkpoint
+from emofeat_plugins.faces import FaceModel, load_checkpoint, save_checkpoint
 from emofeat_recipes.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2
 from emofeat_recipes.losses import build_loss
 from emofeat_recipes.metrics import expr_f1, va_score
-from emofeat_recipes.train import TrainConfig, Trainer, set_seed
+from emofeat_recipes.train import TrainConfig, Trainer, make_loader, set_seed
 
 __all__ = [
     "FaceFrames",
@@ -188,7 +188,7 @@ def resize_crops(images: np.ndarray, input_size: int) -> torch.Tensor:
     margin, and resample it with ``crop_faces(..., as_float=True)``; the same call is made
     here so training and extraction see identical pixels.
     """
-    from emofeat_plugins.faces.crops import crop_faces
+    from emofeat_plugins.faces import crop_faces
 
     h, w = images.shape[1:3]
     boxes = np.tile(np.array([0, 0, w, h], np.float32), (len(images), 1))
@@ -264,52 +264,6 @@ class FaceFrames(torch.utils.data.Dataset):
         }
 
 
-def _worker_init(worker_id: int) -> None:
-    import random
-
-    # each worker: one thread (the workers are the parallelism), seeds derived from torch's
-    torch.set_num_threads(1)
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def _loader(
-    dataset: FaceFrames,
-    tc: TrainConfig,
-    shuffle: bool,
-    sample_weights: np.ndarray | None = None,
-    batch_size: int | None = None,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader whose one seeded generator drives shuffling/sampling and worker seeds.
-
-    Workers are not persistent: each epoch's workers are seeded from the generator, which the
-    Trainer saves in ``last.pt``, so a resumed run augments as the uninterrupted run would.
-    """
-    gen = torch.Generator()
-    gen.manual_seed(tc.seed)
-    sampler = None
-    if sample_weights is not None:
-        sampler = torch.utils.data.WeightedRandomSampler(
-            torch.as_tensor(sample_weights, dtype=torch.double),
-            num_samples=len(dataset),
-            replacement=True,
-            generator=gen,
-        )
-        shuffle = False
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size or tc.batch_size,
-        shuffle=shuffle,
-        sampler=sampler,
-        num_workers=tc.num_workers,
-        generator=gen,
-        worker_init_fn=_worker_init if tc.num_workers else None,
-        pin_memory=torch.device(tc.device).type == "cuda",
-        persistent_workers=False,
-    )
-
-
 def balanced_weights(expr: np.ndarray) -> np.ndarray:
     """Per-frame sampling weights that draw every present class equally often.
 
@@ -365,7 +319,7 @@ def build_face_model(cfg: dict[str, Any]) -> tuple[FaceModel, int, tuple, tuple]
                 "set backbone=efficientnet_lite0"
             )
         from emofeat.models import ModelCache, get_model
-        from emofeat_plugins.faces.backbones import load_lite0_imagenet
+        from emofeat_plugins.faces import load_lite0_imagenet
 
         model = FaceModel(arch, emb, heads)
         folder = ModelCache().path(get_model("efficientnet-lite0-imagenet"))
@@ -413,13 +367,9 @@ def build_face_model(cfg: dict[str, Any]) -> tuple[FaceModel, int, tuple, tuple]
 def _loss(cfg: dict[str, Any], task: str, train: FrameSet):
     lc = cfg["loss"]
     parts: dict[str, nn.Module] = {}
-    if task in ("va", "both"):
-        if lc["va"] not in ("rmse", "ccc", "mse"):
-            raise RecipeError(f"loss.va={lc['va']!r}: use rmse, ccc or mse")
+    if task in ("va", "both"):  # the loss names: checked by the recipe's schema
         parts["va"] = build_loss(lc["va"])
     if task in ("expr", "both"):
-        if lc["expr"] not in ("focal", "ce"):
-            raise RecipeError(f"loss.expr={lc['expr']!r}: use focal or ce")
         kw: dict[str, Any] = {}
         if lc["weight"] not in ("none", None, ""):
             kw.update(weight=lc["weight"], labels=train.expr[train.expr >= 0])
@@ -542,10 +492,22 @@ def run_face_finetune(ctx: RecipeRun) -> dict[str, Any]:
         if task == "va":
             raise RecipeError("sampling=balanced balances expression classes: needs task expr/both")
         weights = balanced_weights(train.expr)
-    elif cfg["sampling"] != "shuffle":
-        raise RecipeError(f"sampling={cfg['sampling']!r}: use shuffle or balanced")
-    train_loader = _loader(FaceFrames(train, size, mean, std, cfg["augment"]), tc, True, weights)
-    dev_loader = _loader(FaceFrames(dev, size, mean, std), tc, False, batch_size=tc.batch_size * 2)
+    # workers are not persistent: each epoch's are seeded from the loader's generator, which
+    # the Trainer saves in last.pt, so a resumed run augments as the uninterrupted run would
+    train_loader = make_loader(
+        FaceFrames(train, size, mean, std, cfg["augment"]),
+        tc,
+        shuffle=True,
+        sample_weights=weights,
+        persistent_workers=False,
+    )
+    dev_loader = make_loader(
+        FaceFrames(dev, size, mean, std),
+        tc,
+        shuffle=False,
+        batch_size=tc.batch_size * 2,
+        persistent_workers=False,
+    )
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         return score_frames(task, predict_frames(m, dev_loader, tc.device), dev)

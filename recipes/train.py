@@ -50,6 +50,7 @@ __all__ = [
     "load_checkpoint",
     "lr_at",
     "make_loader",
+    "seed_worker",
     "set_seed",
 ]
 
@@ -192,8 +193,11 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _seed_worker(worker_id: int) -> None:
-    # torch seeds each worker from the loader's generator; derive NumPy/Python seeds from it
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn`` of every recipe DataLoader: one compute thread per worker (the
+    workers are the parallelism), NumPy and Python seeded from the seed torch gave the worker
+    (itself drawn from the loader's generator)."""
+    torch.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -206,24 +210,43 @@ def make_loader(
     collate_fn: Callable | None = None,
     drop_last: bool = False,
     batch_size: int | None = None,
+    sample_weights: np.ndarray | None = None,
+    persistent_workers: bool = True,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader that fits the Trainer: seeded own generator (saved in checkpoints, so a
-    resumed run shuffles as the uninterrupted one would), ``config.num_workers`` worker
-    processes with seeded NumPy/Python, pinned memory when training on CUDA."""
+    """A DataLoader that fits the Trainer: one seeded generator (saved in checkpoints, so a
+    resumed run shuffles as the uninterrupted one would) drives shuffling or weighted sampling
+    and the workers' seeds; ``config.num_workers`` worker processes seeded by
+    :func:`seed_worker`; pinned memory when training on CUDA.
+
+    ``sample_weights``: draw ``len(dataset)`` items per epoch with replacement, with these
+    weights (instead of shuffling). ``persistent_workers=False``: new workers each epoch,
+    seeded from the generator, so that a resumed run's workers draw what the uninterrupted
+    run's would (for random augmentation in the workers).
+    """
     gen = torch.Generator()
     gen.manual_seed(config.seed)
     workers = config.num_workers
+    sampler = None
+    if sample_weights is not None:
+        sampler = torch.utils.data.WeightedRandomSampler(
+            torch.as_tensor(sample_weights, dtype=torch.double),
+            num_samples=len(dataset),
+            replacement=True,
+            generator=gen,
+        )
+        shuffle = False
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size or config.batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         collate_fn=collate_fn,
         drop_last=drop_last,
         num_workers=workers,
         generator=gen,
-        worker_init_fn=_seed_worker if workers else None,
+        worker_init_fn=seed_worker if workers else None,
         pin_memory=torch.device(config.device).type == "cuda",
-        persistent_workers=workers > 0,
+        persistent_workers=persistent_workers and workers > 0,
     )
 
 

@@ -1,15 +1,19 @@
-"""Checks of an ABAW recipe config, run when it is resolved: before any data is read.
+"""The recipes' config schemas: what each key may hold, declared once, checked when resolved.
 
-Each error names the key, what it holds and what it may hold, so a typo in ``window.unit``
-or ``loss.name`` stops ``recipe run`` (and ``recipe show``) at once instead of after the data
-has loaded.
+The core (:func:`emofeat.recipes.resolve_config`) checks every key against its default's
+type and the :class:`~emofeat.settings.Key` declared here (allowed values, bounds, the type
+of a key whose default is null), then runs the cross-key checks below: all before any data is
+read, so a typo in ``window.unit`` or ``loss.name`` stops ``recipe run`` (and ``recipe show``)
+at once, naming the key and the values it takes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from emofeat import ConfigError, check_stats
+from emofeat.settings import NUMBER, Key
 
 NORMALISERS = ("per_video_minmax", "per_video_zscore", "global_minmax", "global_zscore", "none")
 MODEL_TYPES = ("transformer", "gru")
@@ -21,68 +25,167 @@ OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("cosine", "cosine_restarts", "constant")
 WEIGHTS = ("inverse_frequency", "max_count", "none")
 LOSSES = {"VA": ("ccc", "rmse", "mse"), "EXPR": ("focal", "ce")}
+WINDOW_UNITS = ("frames", "seconds")
+AMP_DTYPES = ("bfloat16", "float16")
+
+POSITIVE = Key(gt=0)
+AT_LEAST_0 = Key(ge=0)
+FRACTION = Key(ge=0, le=1)
+PATH = Key(type=str)  # a key whose default is null: a path when set
+PATHS = Key(type=list, item=str)  # one path or a list of them
+DEVICE = Key(type=str)
 
 
-def _get(cfg: dict[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+def _train(defaults: Mapping[str, Any]) -> dict[str, Key]:
+    """The declared keys of the ``train`` section, those the recipe's defaults hold (the
+    recipes share ``TrainConfig``; each sets the keys it changes)."""
+    keys = {
+        "optimizer": Key(choices=OPTIMIZERS),
+        "schedule": Key(choices=SCHEDULES),
+        "lr": POSITIVE,
+        "min_lr": Key(type=float, ge=0),
+        "batch_size": POSITIVE,
+        "epochs": AT_LEAST_0,
+        "weight_decay": AT_LEAST_0,
+        "warmup_steps": AT_LEAST_0,
+        "warmup_start_lr": AT_LEAST_0,
+        "restart_epochs": POSITIVE,
+        "patience": POSITIVE,
+        "grad_accum": POSITIVE,
+        "num_workers": AT_LEAST_0,
+        "clip": Key(type=float, gt=0),
+        "amp_dtype": Key(choices=AMP_DTYPES),
+    }
+    return {f"train.{k}": v for k, v in keys.items() if k in defaults["train"]}
 
 
-def validate_abaw(cfg: dict[str, Any], task: str) -> None:
-    """Raise :class:`emofeat.ConfigError` naming the first bad key of an ABAW recipe config."""
+def abaw_schema(task: str, defaults: Mapping[str, Any]) -> dict[str, Key]:
+    """The declared keys of the ``abaw_va`` (``task="VA"``) or ``abaw_expr`` config."""
+    return {
+        "data": PATH,
+        "features": PATHS,
+        "min_coverage": FRACTION,
+        "device": DEVICE,
+        "extract.device": DEVICE,
+        "extract.workers": POSITIVE,
+        "extract.threads": AT_LEAST_0,
+        "inputs.video": Key(item=str),
+        "inputs.audio": Key(item=str),
+        "extract.video": Key(item=str),
+        "extract.audio": Key(item=str),
+        "fps": POSITIVE,
+        "normalise": Key(choices=NORMALISERS),
+        "window.length": Key(type=NUMBER, gt=0),
+        "window.hop": Key(type=NUMBER, gt=0),
+        "window.unit": Key(choices=WINDOW_UNITS),
+        "model.type": Key(choices=MODEL_TYPES),
+        "model.layers": POSITIVE,
+        "model.d_model": POSITIVE,
+        "model.heads": POSITIVE,
+        "model.ff": POSITIVE,
+        "model.hidden": POSITIVE,
+        "model.dropout": FRACTION,
+        "fusion_model.d": POSITIVE,
+        "fusion_model.heads": POSITIVE,
+        "fusion_model.rounds": POSITIVE,
+        "fusion_model.pool": Key(choices=POOLS),
+        "fusion_model.dropout": FRACTION,
+        "functionals.kernel": Key(choices=KERNELS),
+        "functionals.stats": Key(item=str),
+        "functionals.C": Key(item=float, gt=0),
+        "functionals.max_train_windows": POSITIVE,
+        "decision.methods": Key(item=str, choices=DECISION_METHODS),
+        "decision.draws": POSITIVE,
+        "decision.folds": POSITIVE,
+        "smoothing.kind": Key(choices=SMOOTHING),
+        "smoothing.windows": Key(item=int, gt=0),
+        "loss.name": Key(choices=LOSSES[task]),
+        "loss.weight": Key(choices=WEIGHTS),
+        "loss.gamma": AT_LEAST_0,
+        "loss.label_smoothing": FRACTION,
+        **_train(defaults),
+    }
 
-    def one_of(key: str, allowed: tuple[str, ...]) -> None:
-        value = _get(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f"{key}={value!r}: must be one of {', '.join(allowed)}")
 
-    def positive(key: str, zero: bool = False) -> None:
-        value = _get(cfg, key)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or value < 0 or (value == 0 and not zero):
-            raise ConfigError(f"{key}={value!r}: must be a number {'>=' if zero else '>'} 0")
-
-    def names(key: str, allowed: tuple[str, ...] | None = None) -> None:
-        value = _get(cfg, key)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key}={value!r}: must be a list of names")
-        bad = [v for v in value if allowed is not None and v not in allowed]
-        if bad:
-            raise ConfigError(f"{key}: {bad[0]!r} is not one of {', '.join(allowed or ())}")
-
-    one_of("normalise", NORMALISERS)
-    one_of("window.unit", ("frames", "seconds"))
-    positive("window.length")
-    positive("window.hop")
-    positive("fps")
-    one_of("model.type", MODEL_TYPES)
-    one_of("fusion_model.pool", POOLS)
-    one_of("functionals.kernel", KERNELS)
+def validate_abaw(cfg: Mapping[str, Any], task: str) -> None:
+    """The cross-key checks of an ABAW recipe config (after the schema's, see
+    :func:`abaw_schema`); :class:`emofeat.ConfigError` names the key."""
+    del task  # the loss names per task are in the schema
     try:
-        check_stats(_get(cfg, "functionals.stats"))
+        check_stats(cfg["functionals"]["stats"])
     except ValueError as exc:
         raise ConfigError(f"functionals.stats: {exc}") from None
-    names("decision.methods", DECISION_METHODS)
-    one_of("smoothing.kind", SMOOTHING)
-    one_of("loss.name", LOSSES[task])
-    one_of("loss.weight", WEIGHTS)
-    one_of("train.optimizer", OPTIMIZERS)
-    one_of("train.schedule", SCHEDULES)
-    positive("train.lr")
-    positive("train.batch_size")
-    positive("train.epochs", zero=True)
-    for modality in ("video", "audio"):
-        names(f"inputs.{modality}")
-        names(f"extract.{modality}")
-    coverage = cfg["min_coverage"]
-    if not isinstance(coverage, (int, float)) or isinstance(coverage, bool):
-        raise ConfigError(f"min_coverage={coverage!r}: must be a fraction between 0 and 1")
-    if not 0 <= coverage <= 1:
-        raise ConfigError(f"min_coverage={coverage!r}: must be a fraction between 0 and 1")
+    w = cfg["window"]
+    if w["unit"] == "frames":
+        for k in ("length", "hop"):
+            if not float(w[k]).is_integer():
+                raise ConfigError(
+                    f"window.{k}={w[k]!r}: must be a whole number of frames (window.unit=frames)"
+                )
     settings = cfg["extract"]["settings"]
-    if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
+    if not isinstance(settings, Mapping) or not all(
+        isinstance(v, Mapping) for v in settings.values()
+    ):
         raise ConfigError(
             f"extract.settings={settings!r}: must map extractor names to their settings"
         )
+
+
+def face_finetune_schema(defaults: Mapping[str, Any]) -> dict[str, Key]:
+    """The declared keys of the ``face_finetune`` config."""
+    return {
+        "data": PATH,
+        "device": DEVICE,
+        "input_size": AT_LEAST_0,
+        "embedding_dim": AT_LEAST_0,
+        "frame_step": POSITIVE,
+        "dev_frame_step": AT_LEAST_0,
+        "sampling": Key(choices=("shuffle", "balanced")),
+        "augment.degrees": AT_LEAST_0,
+        "augment.translate": AT_LEAST_0,
+        "augment.scale": AT_LEAST_0,
+        "augment.colour": AT_LEAST_0,
+        "loss.va": Key(choices=("rmse", "ccc", "mse")),
+        "loss.expr": Key(choices=("focal", "ce")),
+        "loss.gamma": AT_LEAST_0,
+        "loss.weight": Key(choices=WEIGHTS),
+        "loss.label_smoothing": FRACTION,
+        **_train(defaults),
+    }
+
+
+def audio_finetune_schema(defaults: Mapping[str, Any]) -> dict[str, Key]:
+    """The declared keys of the ``audio_finetune`` config."""
+    return {
+        "data": PATH,
+        "features": PATHS,
+        "device": DEVICE,
+        "unfreeze": Key(type=int, ge=0),
+        "win": POSITIVE,
+        "hop": POSITIVE,
+        "head.gru_hidden": POSITIVE,
+        "head.gru_layers": POSITIVE,
+        "head.layers": POSITIVE,
+        "head.heads": POSITIVE,
+        "head.ff": POSITIVE,
+        "head.dropout": FRACTION,
+        "loss.weight": Key(choices=("max_count", "none")),
+        "loss.label_smoothing": FRACTION,
+        "augment.p": FRACTION,
+        "augment.kinds": Key(item=str, choices=("polarity", "noise", "gain")),
+        "augment.snr_db": Key(item=float),
+        "augment.gain_db": Key(item=float),
+        "gate.kind": Key(choices=("none", "vad", "mouth_open")),
+        "gate.mode": Key(choices=("drop", "mask")),
+        "gate.min_active": FRACTION,
+        "audio.dtype": Key(choices=("float16", "float32")),
+        **_train(defaults),
+    }
+
+
+def validate_audio_finetune(cfg: Mapping[str, Any]) -> None:
+    """Cross-key checks of the ``audio_finetune`` config."""
+    for k in ("snr_db", "gain_db"):
+        value = cfg["augment"][k]
+        if len(value) != 2 or value[0] > value[1]:
+            raise ConfigError(f"augment.{k}={value!r}: must be a range [low, high]")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or update) the virtual environment at .venv with emofeat installed in editable mode.
-# Usage: bash scripts/setup.sh [extras]   e.g. bash scripts/setup.sh dev
+# Every optional stack is installed (extra "all": faces, audio, recipes, dask); more extras
+# can be added. Usage: bash scripts/setup.sh [extras]   e.g. bash scripts/setup.sh dev
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -9,8 +10,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
 fi
-spec="."
-[ -n "$extras" ] && spec=".[$extras]"
+spec=".[all${extras:+,$extras}]"
 # a stamp avoids re-resolving dependencies when pyproject.toml has not changed
 stamp=".venv/.emofeat-installed-$(sha256sum pyproject.toml | cut -c1-16)-${extras:-none}"
 if [ ! -f "$stamp" ]; then

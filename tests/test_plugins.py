@@ -276,3 +276,176 @@ def test_a_model_that_cannot_be_had_stops_the_run_once(tmp_path, monkeypatch):
     with pytest.raises(LicenseNotAcceptedError):
         emofeat.extract(inputs, "pdem", out)
     assert not out.exists()
+
+
+# -- one set of collection rules for every hook (emofeat.plugins.collect) ------------------
+
+
+@pytest.fixture
+def registered():
+    """Register small plugin objects on the real plugin manager; unregister them after."""
+    names: list[str] = []
+
+    def add(plugin: object, name: str) -> None:
+        plugin_mod.pm.register(plugin, name=name)
+        names.append(name)
+
+    yield add
+    for name in names:
+        plugin_mod.pm.unregister(name=name)
+    plugin_mod._state.errors[:] = [e for e in plugin_mod.load_errors() if e.name not in names]
+
+
+def _errors_of(plugin: str) -> list[str]:
+    return [e.error for e in plugin_mod.load_errors() if e.name == plugin]
+
+
+class _Registers:
+    """A plugin whose ``register_<hook>`` implementation registers ``items`` (then raises
+    ``fail``, when given)."""
+
+    def __init__(self, hook: str, *items: object, fail: Exception | None = None) -> None:
+        def impl(register):
+            for item in items:
+                register(item)
+            if fail is not None:
+                raise fail
+
+        impl.__name__ = hook
+        setattr(self, hook, emofeat.hookimpl(impl))
+
+
+def _extractor(extractor_name: str) -> type:
+    class Tiny(emofeat.Extractor):
+        name = extractor_name
+        modality = "features"
+
+    return Tiny
+
+
+def test_extractors_name_collision_first_wins_and_names_both_plugins(registered, capsys):
+    first, second = _extractor("collide_ex"), _extractor("collide_ex")
+    registered(_Registers("register_extractors", first), "collide-ex-a")
+    registered(_Registers("register_extractors", second), "collide-ex-b")
+    found = emofeat.get_extractors()
+    # the plugin manager calls the last registered plugin first: its class wins
+    assert found["collide_ex"].cls is second and found["collide_ex"].plugin == "collide-ex-b"
+    assert "egemaps" in found
+    assert _errors_of("collide-ex-a") == [
+        "extractor 'collide_ex' ignored: already provided by 'collide-ex-b'"
+    ]
+    assert not _errors_of("collide-ex-b")
+    err = capsys.readouterr().err
+    assert "extractor 'collide_ex' from plugin 'collide-ex-a' ignored" in err
+    # reported once per process, however often the extractors are listed
+    emofeat.get_extractors()
+    assert len(_errors_of("collide-ex-a")) == 1 and "collide_ex" not in capsys.readouterr().err
+
+
+def test_extractors_raising_hook_is_reported_and_hides_no_other(registered, capsys):
+    registered(_Registers("register_extractors", _extractor("fine_ex")), "fine-ex")
+    broken = _Registers(
+        "register_extractors", _extractor("half_ex"), fail=RuntimeError("needs libfoo")
+    )
+    registered(broken, "raising-ex")
+    found = emofeat.get_extractors()
+    assert {"fine_ex", "half_ex", "egemaps", "functionals"} <= set(found)
+    assert _errors_of("raising-ex") == ["RuntimeError: needs libfoo"]
+    assert "plugin 'raising-ex' failed to register extractors: needs libfoo" in (
+        capsys.readouterr().err
+    )
+
+
+def test_recipes_follow_the_same_rules(registered):
+    from emofeat.recipes import Recipe, get_recipes
+
+    def recipe(name: str, description: str) -> Recipe:
+        return Recipe(name=name, description=description, run=lambda ctx: {})
+
+    registered(_Registers("register_recipes", recipe("collide_rc", "a")), "collide-rc-a")
+    registered(_Registers("register_recipes", recipe("collide_rc", "b")), "collide-rc-b")
+    registered(_Registers("register_recipes", fail=ValueError("bad config")), "raising-rc")
+    registered(_Registers("register_recipes", "not a recipe"), "wrong-rc")
+    found = get_recipes()
+    assert found["collide_rc"].description == "b" and found["collide_rc"].plugin == "collide-rc-b"
+    assert "abaw_va" in found  # the built-in recipes are unaffected
+    assert _errors_of("collide-rc-a") == [
+        "recipe 'collide_rc' ignored: already provided by 'collide-rc-b'"
+    ]
+    assert _errors_of("raising-rc") == ["ValueError: bad config"]
+    assert "not a Recipe" in _errors_of("wrong-rc")[0]
+
+
+def test_models_follow_the_same_rules(registered):
+    from emofeat.models import Model, ModelFile, get_models
+
+    def model(name: str, version: str) -> Model:
+        return Model(name, version, (ModelFile("w.bin", "0" * 64, 1),), "MIT")
+
+    registered(_Registers("register_models", model("collide-md", "1")), "collide-md-a")
+    registered(_Registers("register_models", model("collide-md", "2")), "collide-md-b")
+    registered(
+        _Registers("register_models", model("kept-md", "1"), fail=OSError("disk")), "raising-md"
+    )
+    found = get_models(include_user=False)
+    assert found["collide-md"].version == "2" and found["kept-md"].version == "1"
+    assert {"mtcnn", "pdem"} <= set(found)
+    assert _errors_of("collide-md-a") == [
+        "model 'collide-md' ignored: already provided by 'collide-md-b'"
+    ]
+    assert _errors_of("raising-md") == ["OSError: disk"]
+
+
+def test_commands_follow_the_same_rules(registered):
+    import click
+    from click.testing import CliRunner
+
+    @click.group()
+    def cli():
+        pass
+
+    @cli.command(name="builtin")
+    def builtin():
+        click.echo("core")
+
+    @cli.group(name="tools")
+    def tools():
+        pass
+
+    def command(name: str, text: str) -> click.Command:
+        return click.Command(name, callback=lambda: click.echo(text))
+
+    class Extends:
+        @emofeat.hookimpl
+        def register_commands(self, cli):
+            cli.commands["tools"].add_command(command("extra", "extended"))
+            cli.add_command(command("hello", "from a"))
+
+    class Clashes:
+        @emofeat.hookimpl
+        def register_commands(self, cli):
+            cli.add_command(command("hello", "from b"))
+            cli.add_command(command("builtin", "replaced"))
+
+    class Raises:
+        @emofeat.hookimpl
+        def register_commands(self, cli):
+            cli.add_command(command("early", "kept"), name="early-bird")
+            raise RuntimeError("half done")
+
+    registered(Extends(), "cmd-a")
+    registered(Clashes(), "cmd-b")
+    registered(Raises(), "cmd-c")
+    found = plugin_mod.add_plugin_commands(cli)
+    assert found.plugins["hello"] == "cmd-b" and found.plugins["early-bird"] == "cmd-c"
+    assert found.plugins["datasets"] == "recipes"  # the built-in plugins' commands too
+    run = CliRunner().invoke
+    assert run(cli, ["hello"]).output == "from b\n"
+    assert run(cli, ["builtin"]).output == "core\n"
+    assert run(cli, ["early-bird"]).output == "kept\n"
+    assert run(cli, ["tools", "extra"]).output == "extended\n"
+    assert {e.name: e.error for e in found.errors if e.name.startswith("cmd-")} == {
+        "cmd-b": "command 'builtin' ignored: already provided by 'emofeat'",
+        "cmd-a": "command 'hello' ignored: already provided by 'cmd-b'",
+        "cmd-c": "RuntimeError: half done",
+    }

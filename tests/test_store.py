@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import time
@@ -16,7 +17,8 @@ import pytest
 from conftest import emofeat_cmd, run_cli
 
 import emofeat
-from emofeat.engine import Job, RunOptions, run
+from emofeat import jobs
+from emofeat.engine import Job, RunOptions, process_input, run
 from emofeat.extractor import Rows, StreamSpec
 from emofeat.media import FrameGrid
 from emofeat.samples import write_audio, write_video
@@ -209,6 +211,40 @@ def test_item_visible_only_when_complete(tmp_path):
     store.close()
 
 
+def test_process_input_is_plain_data_in_staged_items_out(tmp_path):
+    """The per-input work (what a worker or a Dask task runs) stages items, never commits."""
+    clip = write_audio(tmp_path / "voice.wav", duration=2.0)
+    store_path = tmp_path / "feats.h5"
+    with FeatureStore(store_path, mode="a") as store:
+        args = (str(clip), "voice", [_egemaps_job()], RunOptions(), str(store.staging_dir))
+        assert pickle.loads(pickle.dumps(process_input)) is process_input
+        res = pickle.loads(pickle.dumps(process_input(*pickle.loads(pickle.dumps(args)))))
+        assert res.status == "done" and [o.status for o in res.outcomes] == ["done"]
+        ((key, extractor, staged),) = res.items
+        assert (key, extractor) == ("voice", "egemaps")
+        assert Path(staged).parent == store.staging_dir
+        assert Path(staged).name.startswith("voice.egemaps.")  # staged_item_path's layout
+        assert store.new_item("voice", "egemaps", []).path.name.startswith("voice.egemaps.")
+        assert emofeat.open_store(store_path).items() == []  # nothing visible yet
+        store.commit([(key, extractor, Path(staged))], [])
+        assert store.item_attrs("voice", "egemaps")["complete"]
+
+
+def test_extractor_instances_live_for_one_run(tmp_path):
+    """A run keeps its extractors (a repeated run reuses them) and drops those of others."""
+    clip = write_audio(tmp_path / "voice.wav", duration=1.0)
+    with FeatureStore(tmp_path / "feats.h5", mode="a") as store:
+        run(store, [clip], [_egemaps_job()], RunOptions())
+        (first,) = jobs._EXTRACTORS.values()
+        run(store, [clip], [_egemaps_job()], RunOptions(overwrite=True))
+        assert list(jobs._EXTRACTORS.values()) == [first]
+        run(store, [clip], [_egemaps_job(hop=1.0)], RunOptions())
+        (second,) = jobs._EXTRACTORS.values()
+        assert second is not first
+    jobs.release_extractors()
+    assert not jobs._EXTRACTORS
+
+
 def test_second_writer_gets_in_use_error(tmp_path):
     store_path = tmp_path / "feats.h5"
     first = FeatureStore(store_path, mode="a")
@@ -266,50 +302,72 @@ def _visible_items(store_path: Path) -> dict[tuple[str, str], str]:
     return out
 
 
+def _staged_items(staging: Path) -> set[str]:
+    """Item files being written (``<key>.<extractor>.<uuid>.h5``; not the index's copies)."""
+    try:
+        return {p.name for p in staging.iterdir() if not p.name.startswith("index-")}
+    except FileNotFoundError:
+        return set()
+
+
+def _committed_inputs(store_path: Path) -> int:
+    """Inputs holding items in the index (0 before the index exists)."""
+    try:
+        with h5py.File(store_path, "r") as f:
+            return len(f["items"])
+    except (OSError, KeyError):
+        return 0
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 180.0) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds; fail if the run ends before that."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, "the run ended before reaching the kill point"
+        assert time.monotonic() < deadline, "kill point not reached in time"
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+
 def test_sigkill_at_any_moment_leaves_a_consistent_store(tmp_path):
+    """Kill the writer at well-defined points, a fixed number of times, then finish the run.
+
+    Kill points: while an item file is being written (a new file in ``.staging/``), and
+    just after an input was committed (one more input in the index). Ten inputs and at most
+    three committed kill points leave the run work to do at every kill."""
     inputs = [
         write_audio(tmp_path / f"in{i:02d}.wav", duration=4.0, f0=110 + 10 * i) for i in range(10)
     ]
     out = tmp_path / "feats.h5"
-    cmd = [
-        *emofeat_cmd(),
-        "extract",
-        "-q",
-        "-p",
-        "egemaps",
-        "-p",
-        "functionals",
-        "-o",
-        str(out),
-        *map(str, inputs),
-    ]
+    staging = Path(str(out) + ".d") / ".staging"
+    args = ["extract", "-q", "-p", "egemaps", "-p", "functionals", "-o", str(out)]
+    args += [str(p) for p in inputs]
     seen: dict[tuple[str, str], str] = {}
-    rng = np.random.default_rng(7)
-    kills = 0
-    for delay in [0.05, 0.4, 0.9, 1.3, 1.7, *rng.uniform(0.8, 2.5, size=5)]:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(float(delay))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        if out.exists():
-            visible = _visible_items(out)  # opens, every visible item reads completely
-            for item, item_id in seen.items():
-                assert visible.get(item) == item_id, f"{item} lost or changed after a kill"
-            seen.update(visible)
-        if len(seen) == 2 * len(inputs):
-            break
-    assert kills >= 3
-    final = run_cli(
-        "extract", "-q", "-p", "egemaps", "-p", "functionals", "-o", str(out), *map(str, inputs)
-    )
+    points = ["staged", "committed", "staged", "committed", "committed", "staged"]
+    for point in points:
+        leftovers = _staged_items(staging)  # of the previous kill: removed by the next writer
+        committed = _committed_inputs(out)
+        proc = subprocess.Popen(
+            [*emofeat_cmd(), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        if point == "staged":
+            _kill_when(proc, lambda old=leftovers: bool(_staged_items(staging) - old))
+        else:
+            _kill_when(proc, lambda n=committed: _committed_inputs(out) > n)
+        visible = _visible_items(out)  # opens, every visible item reads completely
+        for item, item_id in seen.items():
+            assert visible.get(item) == item_id, f"{item} lost or changed after a kill ({point})"
+        seen.update(visible)
+    assert len(seen) >= 2 * points.count("committed")  # egemaps + functionals per input
+    assert len(seen) < 2 * len(inputs)
+    final = run_cli(*args)
     assert final.returncode == 0, final.stderr
     visible = _visible_items(out)
     assert len(visible) == 2 * len(inputs)
     for item, item_id in seen.items():
         assert visible[item] == item_id  # completed before a kill: kept, not redone
-    assert not any((Path(str(out) + ".d") / ".staging").iterdir())
+    assert not any(staging.iterdir())
 
 
 def test_open_errors_are_clear(tmp_path):

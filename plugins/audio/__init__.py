@@ -2,11 +2,73 @@
 
 See docs/audio.md. The PDEM weights are CC BY-NC-SA 4.0 (non-commercial): the registry asks
 for an explicit licence opt-in before it fetches or uses them.
+
+Public API (``__all__``; the submodules are private):
+
+* PDEM on PyTorch, for fine-tuning: :class:`PdemNetwork` and :func:`load_network` (from a
+  Hugging Face id or folder, an audonnx export or an emofeat PDEM checkpoint),
+  :func:`save_checkpoint` (the ``emofeat-pdem-checkpoint`` folder the ``pdem`` extractor
+  loads), the extra sequence heads :class:`SequenceHead`, :func:`build_head` and the class
+  name recorded for them, :data:`HEAD_CLASS`;
+* PDEM's constants: :data:`HUB_ID` (the Hugging Face id of the released weights) and
+  :data:`SAMPLING_RATE` (16 kHz, the only rate the network takes).
+
+They are imported on first use (the PyTorch ones need PyTorch and transformers), so
+importing this package, which the plugin manager does for every run, stays light.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import emofeat
+
+if TYPE_CHECKING:
+    from .pdem import HUB_ID, SAMPLING_RATE
+    from .pdem_torch import (
+        HEAD_CLASS,
+        PdemNetwork,
+        SequenceHead,
+        build_head,
+        load_network,
+        save_checkpoint,
+    )
+
+__all__ = [
+    "HEAD_CLASS",
+    "HUB_ID",
+    "SAMPLING_RATE",
+    "PdemNetwork",
+    "SequenceHead",
+    "build_head",
+    "load_network",
+    "save_checkpoint",
+]
+
+# public name -> private submodule that defines it, imported when the name is first read;
+# the constants come from the light ONNX module, not from the PyTorch one
+_LAZY = {
+    "HUB_ID": "pdem",
+    "SAMPLING_RATE": "pdem",
+    "HEAD_CLASS": "pdem_torch",
+    "PdemNetwork": "pdem_torch",
+    "SequenceHead": "pdem_torch",
+    "build_head": "pdem_torch",
+    "load_network": "pdem_torch",
+    "save_checkpoint": "pdem_torch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # no __dir__ on purpose: the plugin manager reads every name dir() lists, which would
+    # import PyTorch at plugin registration
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 
 @emofeat.hookimpl

