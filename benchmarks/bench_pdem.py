@@ -52,8 +52,6 @@ import glob
 import hashlib
 import json
 import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -64,8 +62,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import _common
+from _common import children_cpu, git, host
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox/*.wav"
 SR = 16000  # Hz, PDEM's rate
 WIN, HOP = 4.0, 2.0  # seconds: PDEM's paper windows
@@ -104,12 +104,6 @@ VOICES = [
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def children_cpu() -> float:
-    """CPU seconds (user + system) of waited-for child processes so far."""
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
@@ -161,10 +155,7 @@ def sha256_of(path: Path) -> str:
 
 def code_hash() -> str:
     """Hash of the code under test (emofeat/*.py and plugins/audio/*.py)."""
-    h = hashlib.sha256()
-    for p in sorted([*ROOT.glob("emofeat/*.py"), *ROOT.glob("plugins/audio/*.py")]):
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]
+    return _common.code_hash("emofeat/*.py", "plugins/audio/*.py")
 
 
 # --------------------------------------------------------------------------------------
@@ -887,23 +878,9 @@ def machine() -> dict:
 
     import emofeat
 
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-
-    def git(*a: str) -> str:
-        proc = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True)
-        return proc.stdout.strip()
-
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu": cpu,
-        "memory_gib": round(mem, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        **host(memory_gib=round(mem, 1)),
         "onnxruntime": onnxruntime.__version__,
         "audonnx": audonnx.__version__,
         "audinterface": audinterface.__version__,

@@ -32,6 +32,8 @@ users import the names above. The built-in plugins and recipes are held to this 
 test that reads their imports.
 """
 
+from typing import Any
+
 from emofeat._version import __version__
 from emofeat.errors import (
     ConfigError,
@@ -79,7 +81,7 @@ from emofeat.store import (
 from emofeat.timeline import align_to_frames
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # the engine is imported only when extraction is asked for
     if name in ("extract", "process_file", "build_jobs"):
         from emofeat import api

@@ -135,6 +135,9 @@ def extract(
     bars: bool = True,
     on_result: Callable[[InputResult], None] | None = None,
     command: str = "",
+    scheduler: str | None = None,
+    shared_fs: bool | None = None,
+    scheduler_timeout: float = 10.0,
 ) -> RunSummary:
     """Extract features from files, folders or glob patterns into a store.
 
@@ -156,7 +159,7 @@ def extract(
         settings: ``{extractor: {key: value}}`` or ``["NAME.KEY=VALUE", ...]``.
         config_file: a YAML file of ``{extractor: {key: value}}`` (``settings`` override it).
         overwrite: redo complete, unchanged items.
-        workers: worker processes.
+        workers: worker processes on this machine (a local Dask cluster for the run).
         device: ``cpu``, ``cuda``, ``cuda:N``.
         grid_rate: frame-grid rate in Hz for audio-only inputs.
         image_fps: frame rate in Hz of image-sequence folders.
@@ -168,6 +171,11 @@ def extract(
         bars: with ``progress``, also show progress bars when stderr is a terminal.
         on_result: called after each input is committed.
         command: what to record as the command in the run log.
+        scheduler: a Dask scheduler (``tcp://host:8786``, or a scheduler file): every input
+            runs as a task on its workers (docs/scale-out.md); ``workers`` is then unused.
+        shared_fs: with a scheduler: True (default None: decided per task) when workers see
+            the store's folder; False sends items back as bytes.
+        scheduler_timeout: seconds to wait for the scheduler.
 
     Returns:
         The run's summary: ``results`` (one :class:`emofeat.engine.InputResult` per input,
@@ -177,6 +185,7 @@ def extract(
         ConfigError, UnknownExtractorError: bad extractor names or settings, or an
             extractor's constructor refused its settings (nothing run).
         LicenseNotAcceptedError: a model's licence needs the opt-in (nothing run).
+        SchedulerError: the scheduler cannot be reached (nothing run, no store written).
         StoreError: the store cannot be opened for writing (another writer, not a store).
         EmofeatError: an extractor could not be prepared (nothing run), or the store could
             not be written (the items committed so far stay).
@@ -185,7 +194,7 @@ def extract(
     given, sets = _split_settings(settings)
     jobs = build_jobs(names, sets, config_file, settings=given)
     # a constructor's usage error, a model that cannot be had: once, before any input
-    open_extractors(jobs, device, keep=workers <= 1)
+    open_extractors(jobs, device, keep=workers <= 1 and scheduler is None)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths, problems = find_inputs([str(p) for p in inputs], recursive=recursive)
@@ -196,6 +205,7 @@ def extract(
         grid_rate=grid_rate,
         image_fps=image_fps,
         prefetch=prefetch,
+        threads=threads or 0,
     )
     command = command or "emofeat.extract(" + ", ".join(j.name for j in jobs) + ")"
     before = None
@@ -203,6 +213,11 @@ def extract(
         torch = sys.modules.get("torch")
         before = torch.get_num_threads() if torch is not None else None
         set_compute_threads(threads)
+    client = None
+    if scheduler is not None:  # before the store is touched: an unreachable one is exit 2
+        from emofeat.cluster import connect
+
+        client = connect(scheduler, scheduler_timeout)
     try:
         summary = _run_extraction(
             output,
@@ -214,10 +229,14 @@ def extract(
             bars=bars,
             on_result=on_result,
             command=command,
+            client=client,
+            shared_fs=shared_fs,
         )
     finally:
         if before is not None:
             set_compute_threads(before)
+        if client is not None:
+            client.close()
     return summary
 
 
@@ -232,6 +251,8 @@ def _run_extraction(
     bars: bool = True,
     on_result: Callable[[InputResult], None] | None = None,
     command: str = "",
+    client: Any = None,
+    shared_fs: bool | None = None,
 ) -> RunSummary:
     """Run configured jobs over found inputs into ``store``, with the run's display."""
     from emofeat.progress import RunProgress, print_summary, stderr_console
@@ -262,6 +283,8 @@ def _run_extraction(
                 progress=prog.update if bars else None,
                 on_result=finished if progress else report,
                 command=command or " ".join(sys.argv),
+                client=client,
+                shared_fs=shared_fs,
             )
     if progress:
         print_summary(summary, Path(store), console=console)

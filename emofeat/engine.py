@@ -1,26 +1,22 @@
 """The engine's coordinator: plan each input, hand it to :func:`process_input`, commit.
 
 A run (:func:`run`) plans what each input needs (items complete and unchanged are skipped),
-has the per-input work done (:func:`emofeat.runner.process_input`: in this process or in a
-process pool, ``-j N``), and commits each input's staged items and run-log entries as soon
-as it is finished. Only the coordinator writes the store's index
-(:meth:`FeatureStore.commit`), so the per-input work can run anywhere that sees the store's
-staging folder.
+has the per-input work done (:func:`emofeat.runner.process_input`: in this process, or as
+Dask tasks on a cluster, :mod:`emofeat.cluster`; ``-j N`` starts a local one), and commits
+each input's staged items and run-log entries as soon as it is finished. Only the
+coordinator writes the store's index (:meth:`FeatureStore.commit`), so the per-input work
+can run anywhere.
 
 The names of :mod:`emofeat.jobs` and :mod:`emofeat.runner` are importable from here too.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import time
-import traceback
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +208,8 @@ def run(
     progress: ProgressFn | None = None,
     on_result: Callable[[InputResult], None] | None = None,
     command: str = "",
+    client: Any = None,
+    shared_fs: bool | None = None,
 ) -> RunSummary:
     """Process every input, committing each input's items as soon as it is finished.
 
@@ -225,6 +223,10 @@ def run(
         progress: called with ``(key, label, done_seconds, total_seconds)``.
         on_result: called after each input is committed.
         command: the command line, for the run log.
+        client: a :class:`distributed.Client`: every input runs as a task on its cluster
+            (:mod:`emofeat.cluster`). None: in this process, or with ``options.workers > 1``
+            on a local cluster started for the run.
+        shared_fs: see :func:`emofeat.cluster.run_on_dask`.
     """
     retain_extractors(jobs, options.device)  # models of earlier runs go (see jobs.py)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -259,13 +261,13 @@ def run(
         summary.results.append(res)
         if on_result:
             on_result(res)
-    if options.workers <= 1 or len(pending) <= 1:
-        for path, key, todo in pending:
+    if client is None and (options.workers <= 1 or len(pending) <= 1):
+        for src, key, todo in pending:
             stored = _stored_items(store, key, todo)
             staging = str(store.staging_dir)
-            coord.finish(process_input(path, key, todo, options, staging, stored, progress))
-    else:
-        _run_pool(store, pending, options, progress, coord.finish)
+            coord.finish(process_input(src, key, todo, options, staging, stored, progress))
+    elif pending:
+        _run_cluster(store, pending, options, progress, coord.finish, client, shared_fs)
     summary.seconds = time.perf_counter() - t0
     end = coord.entry(
         event="run-end",
@@ -279,49 +281,28 @@ def run(
     return summary
 
 
-def _put_progress(queue: Any, key: str, label: str, done: float, total: float) -> None:
-    queue.put((key, label, done, total))
-
-
-def _worker_process_input(args: tuple, queue: Any) -> InputResult:
-    """:func:`process_input` in a worker process, its progress sent back on ``queue``."""
-    path, key = args[0], args[1]
-    try:
-        return process_input(*args, progress=functools.partial(_put_progress, queue))
-    except Exception as exc:  # a worker must always hand a result back
-        return InputResult(path, key, "failed", f"internal error: {exc}\n{traceback.format_exc()}")
-
-
-def _run_pool(
+def _run_cluster(
     store: FeatureStore,
     pending: list[tuple[str, str, list[Job]]],
     options: RunOptions,
     progress: ProgressFn | None,
     finish: Callable[[InputResult], None],
+    client: Any,
+    shared_fs: bool | None,
 ) -> None:
-    """Process inputs in ``options.workers`` spawned processes; commit each when done."""
-    ctx = get_context("spawn")
-    staging = str(store.staging_dir)
-    with ctx.Manager() as manager:
-        queue = manager.Queue()
-        with ProcessPoolExecutor(max_workers=options.workers, mp_context=ctx) as pool:
-            remaining = {
-                pool.submit(
-                    _worker_process_input,
-                    (p, k, t, options, staging, _stored_items(store, k, t)),
-                    queue,
-                )
-                for p, k, t in pending
-            }
-            while remaining:
-                while not queue.empty() and progress is not None:
-                    progress(*queue.get_nowait())
-                done = [f for f in remaining if f.done()]
-                for fut in done:
-                    remaining.discard(fut)
-                    finish(fut.result())
-                if not done:
-                    time.sleep(0.05)
+    """Run the pending inputs as Dask tasks (on ``client``, or a local cluster)."""
+    from emofeat import cluster
+
+    work = [(p, k, t, _stored_items(store, k, t)) for p, k, t in pending]
+    if client is not None:
+        cluster.run_on_dask(client, store, work, options, progress, finish, shared_fs)
+        return
+    local, client = cluster.local_cluster(min(options.workers, len(pending)))
+    try:
+        cluster.run_on_dask(client, store, work, options, progress, finish, shared_fs)
+    finally:
+        client.close()
+        local.close()
 
 
 def _commit_result(store: FeatureStore, res: InputResult, entry: Callable[..., dict]) -> None:
@@ -348,6 +329,7 @@ def _commit_result(store: FeatureStore, res: InputResult, entry: Callable[..., d
             message=res.message,
             warnings=res.warnings,
             seconds=round(res.seconds, 4),
+            **({"worker": res.worker} if res.worker else {}),
         )
     )
     items = [(k, e, Path(p)) for k, e, p in res.items]

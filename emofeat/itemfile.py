@@ -161,7 +161,7 @@ class ItemWriter:
     def ensure_stream(self, stream: str, labels: tuple[str, ...]) -> None:
         """Create an empty stream (an extractor that produced no rows still has its streams)."""
         if stream not in self.file and labels:
-            self._create(Rows(stream, np.zeros((0, len(labels))), [], []), labels)
+            self._create(Rows(stream, np.zeros((0, len(labels))), np.zeros(0), np.zeros(0)), labels)
 
     def finalize(self, grid: FrameGrid, attrs: dict[str, Any], block: int = 8192) -> None:
         """Align every stream onto ``grid``, write provenance, close and fsync."""

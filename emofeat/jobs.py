@@ -40,6 +40,8 @@ class RunOptions:
         video_batch: frames per batch given to video extractors.
         audio_chunk: seconds of audio per chunk given to audio extractors.
         prefetch: chunks decoded ahead in a background thread (0: decode in line).
+        threads: compute threads (torch/OpenMP) a Dask worker sets for its tasks (0: leave
+            the worker's setting); the coordinator's own are set by the caller.
     """
 
     overwrite: bool = False
@@ -50,6 +52,7 @@ class RunOptions:
     video_batch: int = 32
     audio_chunk: float = 5.0
     prefetch: int = 2
+    threads: int = 0
 
 
 @dataclass
@@ -103,6 +106,7 @@ class InputResult:
     seconds: float = 0.0
     decode_seconds: float = 0.0
     media_seconds: float = 0.0
+    worker: str = ""  # the Dask worker that processed it ("" in the coordinator's process)
 
 
 def item_config(job: Job) -> dict[str, Any]:

@@ -251,8 +251,8 @@ class ConfigSchema:
     def _section(self, node: Any, where: str) -> RecipeConfig:
         path = where.rstrip(".")
         if not isinstance(node, Mapping):
-            known = ", ".join(self.sections[path])
-            raise ConfigError(f"{path}={node!r}: expected a mapping (of {known})")
+            names = ", ".join(self.sections[path])
+            raise ConfigError(f"{path}={node!r}: expected a mapping (of {names})")
         known = self.sections[path]
         out = RecipeConfig()
         for k, value in node.items():

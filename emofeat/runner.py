@@ -179,6 +179,7 @@ class InputRun:
 
     def open_extractors(self) -> list[_Active]:
         """Step 1: the media jobs that apply to this input, begun, each with a staged item."""
+        assert self.info is not None  # probed by the first step
         active: list[_Active] = []
         for job in (j for j in self.jobs if j.cls.modality in (AUDIO, VIDEO)):
             outcome = self._cannot_run(job, {a.job.name for a in active})
@@ -424,6 +425,7 @@ class InputRun:
 
     def _run_stored_job(self, job: Job, source: StoredInput) -> Path | None:
         """One features extractor over the stored streams: its staged item, or None."""
+        assert self.info is not None  # probed by the first step
         ts = time.perf_counter()
         writer = None
         try:

@@ -143,7 +143,9 @@ def write_video(
     return path
 
 
-def _encode_audio(out, stream, signal: np.ndarray, sampling_rate: int) -> None:
+def _encode_audio(
+    out: av.container.OutputContainer, stream: AudioStream, signal: np.ndarray, sampling_rate: int
+) -> None:
     fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
     step = stream.codec_context.frame_size or 1024
     pts = 0

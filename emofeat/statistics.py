@@ -18,7 +18,7 @@ A window without any valid frame gives a row of NaN.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -137,7 +137,15 @@ _NAN_AWARE: dict[str, Any] = {
 }
 
 
-def _one(s: str, xm, tm, v, x, ops: dict, percentile) -> np.ndarray:
+def _one(
+    s: str,
+    xm: np.ndarray,
+    tm: np.ndarray,
+    v: np.ndarray,
+    x: np.ndarray,
+    ops: dict[str, Any],
+    percentile: Callable[[float], np.ndarray],
+) -> np.ndarray:
     """One statistic over axis 1 of ``xm`` (``(W, L, D)``) with the reductions ``ops``."""
     if s in ("mean", "std", "min", "max"):
         return ops[s](xm, axis=1)

@@ -17,6 +17,9 @@ from emofeat_recipes.validate import (
     abaw_schema,
     audio_finetune_schema,
     face_finetune_schema,
+    validate_abaw,
+    validate_audio_finetune,
+    validate_face_finetune,
 )
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -27,57 +30,43 @@ def _defaults(name: str) -> dict[str, Any]:
     return load_yaml(CONFIGS / name, "recipe defaults")
 
 
-def _run_va(ctx: RecipeRun) -> dict:
-    from emofeat_recipes.abaw import run_abaw
+def _abaw(task: str, name: str, description: str) -> Recipe:
+    """The ABAW recipe of ``task`` (``"VA"`` or ``"EXPR"``): defaults ``<name>.yaml``."""
+    defaults = f"{name}.yaml"
 
-    return run_abaw(ctx, "VA")
+    def run(ctx: RecipeRun) -> dict:
+        from emofeat_recipes.abaw import run_abaw
 
+        return run_abaw(ctx, task)
 
-def _validate_va(config: RecipeConfig) -> None:
-    from emofeat_recipes.validate import validate_abaw
+    def validate(config: RecipeConfig) -> None:
+        validate_abaw(config, task)
 
-    validate_abaw(config, "VA")
-
-
-def _validate_expr(config: RecipeConfig) -> None:
-    from emofeat_recipes.validate import validate_abaw
-
-    validate_abaw(config, "EXPR")
-
-
-def _validate_audio(config: RecipeConfig) -> None:
-    from emofeat_recipes.validate import validate_audio_finetune
-
-    validate_audio_finetune(config)
-
-
-def _run_expr(ctx: RecipeRun) -> dict:
-    from emofeat_recipes.abaw import run_abaw
-
-    return run_abaw(ctx, "EXPR")
+    return Recipe(
+        name=name,
+        description=description,
+        run=run,
+        defaults=CONFIGS / defaults,
+        configs={
+            "sun2024": CONFIGS / f"sun2024_{task.lower()}.yaml",
+            "quick": CONFIGS / "quick.yaml",
+        },
+        version=VERSION,
+        open_sections=("extract.settings",),
+        validate=validate,
+        schema=abaw_schema(task, _defaults(defaults)),
+    )
 
 
-ABAW_VA = Recipe(
-    name="abaw_va",
-    description="ABAW valence-arousal: temporal + fusion models on stored features (mean CCC)",
-    run=_run_va,
-    defaults=CONFIGS / "abaw_va.yaml",
-    configs={"sun2024": CONFIGS / "sun2024_va.yaml", "quick": CONFIGS / "quick.yaml"},
-    version=VERSION,
-    open_sections=("extract.settings",),
-    validate=_validate_va,
-    schema=abaw_schema("VA", _defaults("abaw_va.yaml")),
+ABAW_VA = _abaw(
+    "VA",
+    "abaw_va",
+    "ABAW valence-arousal: temporal + fusion models on stored features (mean CCC)",
 )
-ABAW_EXPR = Recipe(
-    name="abaw_expr",
-    description="ABAW expression (8 classes): temporal + fusion models on stored features (F1)",
-    run=_run_expr,
-    defaults=CONFIGS / "abaw_expr.yaml",
-    configs={"sun2024": CONFIGS / "sun2024_expr.yaml", "quick": CONFIGS / "quick.yaml"},
-    version=VERSION,
-    open_sections=("extract.settings",),
-    validate=_validate_expr,
-    schema=abaw_schema("EXPR", _defaults("abaw_expr.yaml")),
+ABAW_EXPR = _abaw(
+    "EXPR",
+    "abaw_expr",
+    "ABAW expression (8 classes): temporal + fusion models on stored features (F1)",
 )
 
 
@@ -106,6 +95,7 @@ FACE_FINETUNE = Recipe(
     },
     version=VERSION,
     schema=face_finetune_schema(_defaults("face_finetune.yaml")),
+    validate=validate_face_finetune,
 )
 AUDIO_FINETUNE = Recipe(
     name="audio_finetune",
@@ -115,7 +105,7 @@ AUDIO_FINETUNE = Recipe(
     defaults=CONFIGS / "audio_finetune.yaml",
     version=VERSION,
     schema=audio_finetune_schema(_defaults("audio_finetune.yaml")),
-    validate=_validate_audio,
+    validate=validate_audio_finetune,
 )
 
 

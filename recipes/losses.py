@@ -139,7 +139,32 @@ def _as_weight(weight: Sequence[float] | np.ndarray | Tensor | None) -> Tensor |
     return torch.as_tensor(np.asarray(weight, dtype=np.float32))
 
 
-class FocalLoss(nn.Module):
+class _ClassLoss(nn.Module):
+    """A loss over class logits ``(..., classes)`` and targets ``(...)``, with optional class
+    weights (the ``weight`` buffer, empty when none). Frames whose target is ``ignore_index``
+    (or masked out) are left out; without any valid frame the loss is 0 (still on the graph).
+    """
+
+    def __init__(
+        self, weight: Sequence[float] | np.ndarray | Tensor | None, ignore_index: int
+    ) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+        w = _as_weight(weight)
+        self.register_buffer("weight", w if w is not None else torch.zeros(0))
+
+    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        x, y = _flatten_classes(logits, target, mask, self.ignore_index)
+        if y.numel() == 0:
+            return logits.sum() * 0.0
+        return self._loss(_wide(x), y)
+
+    def _loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """The loss of the valid frames' logits ``x`` (n, classes) and classes ``y`` (n,)."""
+        raise NotImplementedError
+
+
+class FocalLoss(_ClassLoss):
     """Focal loss (Lin et al. 2017) with optional class weights.
 
     Per frame ``-w_y (1 - p_y)^gamma log p_y``; the batch value is the sum divided by the sum of
@@ -154,17 +179,11 @@ class FocalLoss(nn.Module):
         weight: Sequence[float] | np.ndarray | Tensor | None = None,
         ignore_index: int = -1,
     ) -> None:
-        super().__init__()
+        super().__init__(weight, ignore_index)
         self.gamma = float(gamma)
-        self.ignore_index = ignore_index
-        w = _as_weight(weight)
-        self.register_buffer("weight", w if w is not None else torch.zeros(0))
 
-    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-        x, y = _flatten_classes(logits, target, mask, self.ignore_index)
-        if y.numel() == 0:
-            return logits.sum() * 0.0
-        logp = F.log_softmax(_wide(x), dim=-1).gather(1, y[:, None])[:, 0]
+    def _loss(self, x: Tensor, y: Tensor) -> Tensor:
+        logp = F.log_softmax(x, dim=-1).gather(1, y[:, None])[:, 0]
         loss = -((1.0 - logp.exp()) ** self.gamma) * logp
         if self.weight.numel():
             w = self.weight.to(loss.device)[y]
@@ -172,7 +191,7 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
-class WeightedCE(nn.Module):
+class WeightedCE(_ClassLoss):
     """Cross-entropy with class weights and label smoothing (the paper's audio EXPR loss).
 
     Same reduction as ``torch.nn.functional.cross_entropy`` (weighted mean over valid frames).
@@ -184,17 +203,10 @@ class WeightedCE(nn.Module):
         label_smoothing: float = 0.2,
         ignore_index: int = -1,
     ) -> None:
-        super().__init__()
+        super().__init__(weight, ignore_index)
         self.label_smoothing = float(label_smoothing)
-        self.ignore_index = ignore_index
-        w = _as_weight(weight)
-        self.register_buffer("weight", w if w is not None else torch.zeros(0))
 
-    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-        x, y = _flatten_classes(logits, target, mask, self.ignore_index)
-        if y.numel() == 0:
-            return logits.sum() * 0.0
-        x = _wide(x)
+    def _loss(self, x: Tensor, y: Tensor) -> Tensor:
         w = self.weight.to(x.device, x.dtype) if self.weight.numel() else None
         return F.cross_entropy(x, y, weight=w, label_smoothing=self.label_smoothing)
 

@@ -27,6 +27,11 @@ WEIGHTS = ("inverse_frequency", "max_count", "none")
 LOSSES = {"VA": ("ccc", "rmse", "mse"), "EXPR": ("focal", "ce")}
 WINDOW_UNITS = ("frames", "seconds")
 AMP_DTYPES = ("bfloat16", "float16")
+FACE_TASKS = ("va", "expr", "both")
+AUDIO_TASKS = ("va", "expr")
+AUDIO_VARIANTS = ("v1", "v2", "v3")  # the keys of emofeat_recipes.audio_finetune.VARIANTS
+#: audio_finetune's output step length in seconds per task: 5 Hz for VA, 1 Hz for EXPR
+STEP_SECONDS = {"VA": 0.2, "EXPR": 1.0}
 
 POSITIVE = Key(gt=0)
 AT_LEAST_0 = Key(ge=0)
@@ -136,6 +141,7 @@ def face_finetune_schema(defaults: Mapping[str, Any]) -> dict[str, Key]:
     return {
         "data": PATH,
         "device": DEVICE,
+        "task": Key(choices=FACE_TASKS),
         "input_size": AT_LEAST_0,
         "embedding_dim": AT_LEAST_0,
         "frame_step": POSITIVE,
@@ -154,12 +160,22 @@ def face_finetune_schema(defaults: Mapping[str, Any]) -> dict[str, Key]:
     }
 
 
+def validate_face_finetune(cfg: Mapping[str, Any]) -> None:
+    """Cross-key checks of the ``face_finetune`` config (after :func:`face_finetune_schema`)."""
+    if cfg["sampling"] == "balanced" and cfg["task"] == "va":
+        raise ConfigError(
+            "sampling=balanced balances expression classes: needs task=expr or task=both (task=va)"
+        )
+
+
 def audio_finetune_schema(defaults: Mapping[str, Any]) -> dict[str, Key]:
     """The declared keys of the ``audio_finetune`` config."""
     return {
         "data": PATH,
         "features": PATHS,
         "device": DEVICE,
+        "task": Key(choices=AUDIO_TASKS),
+        "variant": Key(choices=AUDIO_VARIANTS),
         "unfreeze": Key(type=int, ge=0),
         "win": POSITIVE,
         "hop": POSITIVE,
@@ -189,3 +205,20 @@ def validate_audio_finetune(cfg: Mapping[str, Any]) -> None:
         value = cfg["augment"][k]
         if len(value) != 2 or value[0] > value[1]:
             raise ConfigError(f"augment.{k}={value!r}: must be a range [low, high]")
+    task = cfg["task"]
+    step = STEP_SECONDS[task.upper()]
+    win, hop = float(cfg["win"]), float(cfg["hop"])
+    if abs(round(win / step) * step - win) > 1e-6:
+        raise ConfigError(
+            f"win={cfg['win']!r}: must be a whole number of the {step} s output steps (task={task})"
+        )
+    if abs(hop / step - round(hop / step)) > 1e-6:
+        raise ConfigError(
+            f"hop={cfg['hop']!r}: must be a multiple of the {step} s output step (task={task})"
+        )
+    kind = cfg["gate"]["kind"]
+    if kind != "none" and not cfg["features"]:
+        raise ConfigError(
+            f"gate.kind={kind} needs the feature store holding the {kind!r} stream: set "
+            f"features (--features STORE; make it with 'emofeat extract --plugin {kind} ...')"
+        )

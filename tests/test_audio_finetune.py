@@ -19,8 +19,9 @@ import yaml
 from conftest import run_cli
 
 import emofeat
+from emofeat import ConfigError
 from emofeat.media import Decoder, probe
-from emofeat.recipes import Recipe, RecipeError, resolve_config, run_recipe
+from emofeat.recipes import RecipeError, resolve_config, run_recipe
 from emofeat_plugins.audio.pdem_torch import (
     FrameStitcher,
     PdemNetwork,
@@ -28,25 +29,22 @@ from emofeat_plugins.audio.pdem_torch import (
     save_checkpoint,
     tiny_config,
 )
+from emofeat_recipes import AUDIO_FINETUNE as RECIPE
 from emofeat_recipes.audio_finetune import (
+    VARIANTS,
     AudioFinetuneModel,
     SequenceHead,
     augment,
     build_head,
     build_model,
-    run_audio_finetune,
     step_labels,
     window_starts,
 )
 from emofeat_recipes.datasets.synth import generate
 from emofeat_recipes.metrics import ccc
 from emofeat_recipes.train import load_checkpoint
+from emofeat_recipes.validate import AUDIO_VARIANTS
 
-CONFIG = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "audio_finetune.yaml"
-# the registration the lead adds to recipes/__init__.py (same defaults file)
-RECIPE = Recipe(
-    "audio_finetune", "PDEM fine-tuning", run_audio_finetune, defaults=CONFIG, version="1"
-)
 SR = 16000
 LAYERS = 5
 # a head sized for the 32-wide tiny network (PDEM's defaults: 8 heads, ff 1024)
@@ -292,16 +290,36 @@ def test_expr_and_v1_run(tmp_path_factory, tiny):
     assert all(np.isfinite(e["train_loss"]) for e in hist)
 
 
-def test_bad_config_errors(synth, tiny, tmp_path):
-    for sets, msg in [
-        (["task=both"], "task='both'"),
-        (["variant=v9"], "variant='v9'"),
-        (["gate.kind=vad"], "--features"),
-        (["hop=1.5"], "hop=1.5"),
-    ]:
-        cfg = _config(synth, tiny, *sets)
-        with pytest.raises(RecipeError, match=msg):
-            run_recipe(RECIPE, cfg, tmp_path, quiet=True)
+@pytest.mark.parametrize(
+    ("sets", "msg"),
+    [
+        (["task=both"], r"task='both': must be one of va, expr"),
+        (["variant=v9"], r"variant='v9': must be one of v1, v2, v3"),
+        (["gate.kind=vad"], r"gate.kind=vad needs .* features \(--features"),
+        (["hop=1.5"], r"hop=1.5: must be a multiple of the 0.2 s output step"),
+        (["task=expr", "hop=0.6"], r"hop=0.6: must be a multiple of the 1.0 s output step"),
+        (["task=expr", "win=2.5"], r"win=2.5: must be a whole number of the 1.0 s"),
+    ],
+)
+def test_bad_config_errors(tmp_path, sets, msg):
+    # neither the data root nor the model exists: the config is refused before either is read
+    missing = tmp_path / "nothere"
+    with pytest.raises(ConfigError, match=msg):
+        _config(missing, missing, *sets)
+    args = [a for s in [f"data={missing}", f"model={missing}", *sets] for a in ("--set", s)]
+    res = run_cli("recipe", "run", "audio_finetune", "-o", str(tmp_path / "runs"), *args)
+    assert res.returncode == 2, res.stderr
+
+
+def test_config_checks_accept_what_runs(tmp_path):
+    missing = tmp_path / "nothere"
+    assert set(VARIANTS) == set(AUDIO_VARIANTS)
+    for variant in VARIANTS:
+        assert _config(missing, missing, f"variant={variant}")["variant"] == variant
+    cfg = _config(missing, missing, "task=expr", "win=3", "hop=1")
+    assert (cfg["task"], cfg["win"], cfg["hop"]) == ("expr", 3.0, 1.0)
+    cfg = _config(missing, missing, "hop=0.4", f"features={missing}", "gate.kind=mouth_open")
+    assert cfg["gate"]["kind"] == "mouth_open" and cfg["hop"] == 0.4
 
 
 @pytest.mark.slow

@@ -28,8 +28,6 @@ HEAVY = [
     "audonnx",
     "onnxruntime",
     "cv2",
-    "dask",
-    "distributed",
     "silero_vad",
 ]
 
@@ -55,7 +53,8 @@ def test_extras_are_read_from_the_installed_metadata():
     assert extras_providing("timm") == ["faces"]
     assert extras_providing("cv2") == ["faces"]  # import name differs from the distribution
     assert extras_providing("sklearn.metrics") == ["recipes"]
-    assert extras_providing("distributed") == ["dask"]
+    assert extras_providing("dask_jobqueue") == ["dask"]
+    assert extras_providing("distributed") == []  # core: -j N runs on a local Dask cluster
     assert extras_providing("numpy") == []  # core dependency, not an extra
     assert extras_providing("torch", distribution="no-such-distribution") == []
 

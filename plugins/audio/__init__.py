@@ -19,10 +19,10 @@ importing this package, which the plugin manager does for every run, stays light
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import emofeat
+from emofeat_plugins import lazy_getattr
 
 if TYPE_CHECKING:
     from .pdem import HUB_ID, SAMPLING_RATE
@@ -60,15 +60,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # no __dir__ on purpose: the plugin manager reads every name dir() lists, which would
-    # import PyTorch at plugin registration
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 @emofeat.hookimpl

@@ -22,11 +22,11 @@ importing this package, which the plugin manager does for every run, stays light
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import emofeat
 from emofeat.models import Model, ModelFile, Source
+from emofeat_plugins import lazy_getattr
 
 if TYPE_CHECKING:
     from .backbones import FaceModel, load_checkpoint, load_lite0_imagenet, save_checkpoint
@@ -54,15 +54,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # no __dir__ on purpose: the plugin manager reads every name dir() lists, which would
-    # import PyTorch at plugin registration
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 FACENET_WHEEL = "facenet-pytorch==2.6.0"
@@ -97,69 +89,45 @@ MTCNN = Model(
     ),
 )
 
-FACE_EXPRESSION = Model(
-    name="face-expression",
-    version="face-api-1.7.15",
-    description="face-api.js FaceExpressionNet: 256-d embedding + 7 expression classes",
-    license="MIT",
-    homepage="https://github.com/vladmandic/face-api",
-    files=(
-        ModelFile(
-            "face_expression_model-weights_manifest.json",
-            "5b349c17c7836da506e03422cd6461c74085d8bb2713ad4114647dc5d28174c8",
-            6980,
+
+def _face_api(
+    name: str, stem: str, description: str, manifest: tuple[str, int], weights: tuple[str, int]
+) -> Model:
+    """A face-api.js model: ``<stem>-weights_manifest.json`` and ``<stem>.bin`` (each given
+    as ``(sha256, size)``), from the jsDelivr CDN or the npm package."""
+    files = (f"{stem}-weights_manifest.json", f"{stem}.bin")
+    return Model(
+        name=name,
+        version="face-api-1.7.15",
+        description=description,
+        license="MIT",
+        homepage="https://github.com/vladmandic/face-api",
+        files=tuple(
+            ModelFile(file, sha, size)
+            for file, (sha, size) in zip(files, (manifest, weights), strict=True)
         ),
-        ModelFile(
-            "face_expression_model.bin",
-            "9a9840f2cf1f4c7eab95f197512569345c00d2426754d4608b92af30e0300f3d",
-            329468,
+        sources=(
+            Source("url", FACE_API_CDN),
+            Source("npm", FACE_API_NPM, {file: _PKG + file for file in files}),
         ),
-    ),
-    sources=(
-        Source("url", FACE_API_CDN),
-        Source(
-            "npm",
-            FACE_API_NPM,
-            {
-                "face_expression_model-weights_manifest.json": _PKG
-                + "face_expression_model-weights_manifest.json",
-                "face_expression_model.bin": "package/model/face_expression_model.bin",
-            },
-        ),
-    ),
+    )
+
+
+FACE_EXPRESSION = _face_api(
+    "face-expression",
+    "face_expression_model",
+    "face-api.js FaceExpressionNet: 256-d embedding + 7 expression classes",
+    ("5b349c17c7836da506e03422cd6461c74085d8bb2713ad4114647dc5d28174c8", 6980),
+    ("9a9840f2cf1f4c7eab95f197512569345c00d2426754d4608b92af30e0300f3d", 329468),
+)
+FACE_LANDMARKS_68 = _face_api(
+    "face-landmarks-68",
+    "face_landmark_68_model",
+    "face-api.js 68-point face landmark net (lips included)",
+    ("ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9", 8485),
+    ("4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b", 356840),
 )
 
-FACE_LANDMARKS_68 = Model(
-    name="face-landmarks-68",
-    version="face-api-1.7.15",
-    description="face-api.js 68-point face landmark net (lips included)",
-    license="MIT",
-    homepage="https://github.com/vladmandic/face-api",
-    files=(
-        ModelFile(
-            "face_landmark_68_model-weights_manifest.json",
-            "ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9",
-            8485,
-        ),
-        ModelFile(
-            "face_landmark_68_model.bin",
-            "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b",
-            356840,
-        ),
-    ),
-    sources=(
-        Source("url", FACE_API_CDN),
-        Source(
-            "npm",
-            FACE_API_NPM,
-            {
-                "face_landmark_68_model-weights_manifest.json": _PKG
-                + "face_landmark_68_model-weights_manifest.json",
-                "face_landmark_68_model.bin": "package/model/face_landmark_68_model.bin",
-            },
-        ),
-    ),
-)
 
 EFFICIENTNET_LITE0 = Model(
     name="efficientnet-lite0-imagenet",

@@ -50,95 +50,100 @@ _CELL = 12
 _CHUNK = 512  # crops per R-/O-Net batch
 
 
+# Layers are named as in the converted state dicts: conv{i}, prelu{i}, pool{i}, dense{i}, ...
+
+
+def _add_convs(net: nn.Module, convs: Sequence[tuple[int, int, int, int]]) -> int:
+    """Give ``net`` ``conv{i}``, ``prelu{i}`` and (pool size > 0, stride 2) ``pool{i}`` for
+    each ``(in channels, out channels, kernel, pool size)`` of ``convs``; returns how many."""
+    for i, (c_in, c_out, kernel, pool) in enumerate(convs, 1):
+        setattr(net, f"conv{i}", nn.Conv2d(c_in, c_out, kernel))
+        setattr(net, f"prelu{i}", nn.PReLU(c_out))
+        if pool:
+            setattr(net, f"pool{i}", nn.MaxPool2d(pool, 2, ceil_mode=True))
+    return len(convs)
+
+
+def _run_convs(net: nn.Module, count: int, x: torch.Tensor) -> torch.Tensor:
+    """``x`` through the ``count`` conv -> PReLU (-> max-pool) blocks of :func:`_add_convs`."""
+    for i in range(1, count + 1):
+        x = getattr(net, f"prelu{i}")(getattr(net, f"conv{i}")(x))
+        pool = getattr(net, f"pool{i}", None)
+        if pool is not None:
+            x = pool(x)
+    return x
+
+
 class PNet(nn.Module):
     """Proposal network: fully convolutional, one 12x12 window per output cell (stride 2)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 10, 3)
-        self.prelu1 = nn.PReLU(10)
-        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(10, 16, 3)
-        self.prelu2 = nn.PReLU(16)
-        self.conv3 = nn.Conv2d(16, 32, 3)
-        self.prelu3 = nn.PReLU(32)
+        self.blocks = _add_convs(self, ((3, 10, 3, 2), (10, 16, 3, 0), (16, 32, 3, 0)))
         self.conv4_1 = nn.Conv2d(32, 2, 1)  # face / not face
         self.conv4_2 = nn.Conv2d(32, 4, 1)  # box regression
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (N, 3, H, W) -> (regression (N, 4, h, w), face probability (N, h, w))."""
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.prelu2(self.conv2(x))
-        x = self.prelu3(self.conv3(x))
+        x = _run_convs(self, self.blocks, x)
         prob = torch.softmax(self.conv4_1(x), dim=1)[:, 1]
         return self.conv4_2(x), prob
 
 
-class RNet(nn.Module):
-    """Refinement network on 24x24 crops."""
+class _CropNet(nn.Module):
+    """R-/O-Net: conv blocks (``convs``, see :func:`_add_convs`), then ``dense{n}`` (the
+    flattened feature map -> ``width``) + ``prelu{n}``, then one linear head per ``heads``
+    size, ``dense{n+1}_1``, ``dense{n+1}_2``, ...; the first head is face / not face.
 
-    def __init__(self) -> None:
+    ``forward`` returns the other heads' outputs, then the face probability.
+    """
+
+    def __init__(
+        self,
+        convs: Sequence[tuple[int, int, int, int]],
+        flat: int,
+        width: int,
+        heads: Sequence[int],
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 28, 3)
-        self.prelu1 = nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(28, 48, 3)
-        self.prelu2 = nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(48, 64, 2)
-        self.prelu3 = nn.PReLU(64)
-        self.dense4 = nn.Linear(576, 128)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5_1 = nn.Linear(128, 2)
-        self.dense5_2 = nn.Linear(128, 4)
+        self.blocks = _add_convs(self, convs)
+        n = self.blocks + 1
+        setattr(self, f"dense{n}", nn.Linear(flat, width))
+        setattr(self, f"prelu{n}", nn.PReLU(width))
+        self.heads = [f"dense{n + 1}_{k}" for k in range(1, len(heads) + 1)]
+        for name, size in zip(self.heads, heads, strict=True):
+            setattr(self, name, nn.Linear(width, size))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x`` (K, 3, 24, 24) -> (regression (K, 4), face probability (K,))."""
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu3(self.conv3(x))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = _run_convs(self, self.blocks, x)
         # The converted weights expect the feature map flattened in (W, H, C) order.
         x = x.permute(0, 3, 2, 1).flatten(1)
-        x = self.prelu4(self.dense4(x))
-        prob = torch.softmax(self.dense5_1(x), dim=1)[:, 1]
-        return self.dense5_2(x), prob
+        n = self.blocks + 1
+        x = getattr(self, f"prelu{n}")(getattr(self, f"dense{n}")(x))
+        prob = torch.softmax(getattr(self, self.heads[0])(x), dim=1)[:, 1]
+        return (*(getattr(self, name)(x) for name in self.heads[1:]), prob)
 
 
-class ONet(nn.Module):
-    """Output network on 48x48 crops: box regression, five landmarks, face probability."""
+class RNet(_CropNet):
+    """Refinement network on 24x24 crops.
+
+    ``forward``: ``x`` (K, 3, 24, 24) -> (regression (K, 4), face probability (K,)).
+    """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, 3)
-        self.prelu1 = nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(32, 64, 3)
-        self.prelu2 = nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(64, 64, 3)
-        self.prelu3 = nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv4 = nn.Conv2d(64, 128, 2)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5 = nn.Linear(1152, 256)
-        self.prelu5 = nn.PReLU(256)
-        self.dense6_1 = nn.Linear(256, 2)
-        self.dense6_2 = nn.Linear(256, 4)
-        self.dense6_3 = nn.Linear(256, 10)
+        super().__init__(((3, 28, 3, 3), (28, 48, 3, 3), (48, 64, 2, 0)), 576, 128, (2, 4))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x`` (K, 3, 48, 48) -> (regression (K, 4), landmarks (K, 10), probability (K,)).
 
-        Landmarks are relative to the crop: five x values, then five y values.
-        """
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu4(self.conv4(x))
-        x = x.permute(0, 3, 2, 1).flatten(1)
-        x = self.prelu5(self.dense5(x))
-        prob = torch.softmax(self.dense6_1(x), dim=1)[:, 1]
-        return self.dense6_2(x), self.dense6_3(x), prob
+class ONet(_CropNet):
+    """Output network on 48x48 crops: box regression, five landmarks, face probability.
+
+    ``forward``: ``x`` (K, 3, 48, 48) -> (regression (K, 4), landmarks (K, 10), probability
+    (K,)); landmarks are relative to the crop: five x values, then five y values.
+    """
+
+    def __init__(self) -> None:
+        convs = ((3, 32, 3, 3), (32, 64, 3, 3), (64, 64, 3, 2), (64, 128, 2, 0))
+        super().__init__(convs, 1152, 256, (2, 4, 10))
 
 
 def _load(net: nn.Module, path: Path, device: torch.device) -> nn.Module:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,6 +220,24 @@ def _check_header(path: Path, header: str, expected: tuple[str, ...]) -> None:
         )
 
 
+def _label_lines(path: Path, header: tuple[str, ...]) -> list[str]:
+    """The label lines (line 2 on) of the annotation file at ``path`` with this ``header``."""
+    lines = _read_lines(path)
+    _check_header(path, lines[0], header)
+    if len(lines) == 1:
+        raise AnnotationError(path, 2, "no label lines after the header")
+    return lines[1:]
+
+
+def _label_cells(path: Path, rows: list[str], count: int, what: str) -> Iterator[list[str]]:
+    """Each label line's ``count`` comma-separated cells (``what`` says what they are)."""
+    for i, line in enumerate(rows):
+        cells = line.split(",")
+        if len(cells) != count:
+            raise AnnotationError(path, i + 2, f"expected {what}, got {len(cells)}: {line!r}")
+        yield cells
+
+
 def read_va(path: str | os.PathLike) -> Labels:
     """Read a VA annotation file (header ``valence,arousal``, one ``v,a`` line per frame).
 
@@ -230,32 +249,24 @@ def read_va(path: str | os.PathLike) -> Labels:
             non-numeric or out-of-range value (message ``<file>, line N: ...``).
     """
     path = Path(path)
-    lines = _read_lines(path)
-    _check_header(path, lines[0], VA_LABELS)
-    if len(lines) == 1:
-        raise AnnotationError(path, 2, "no label lines after the header")
+    rows = _label_lines(path, VA_LABELS)
     try:
         # fast path: a well-formed file parses in one go; any problem -> the checking loop
-        values = np.array([line.split(",") for line in lines[1:]], dtype=np.float32)
+        values = np.array([line.split(",") for line in rows], dtype=np.float32)
         ok = values.ndim == 2 and values.shape[1] == 2
         ok = ok and bool((((values >= -1) & (values <= 1)) | (values == VA_INVALID)).all())
     except ValueError:
         ok = False
     if not ok:
-        values = _parse_va_lines(path, lines)
+        values = _parse_va_lines(path, rows)
     valid = ~(values == VA_INVALID).any(axis=1)
     return Labels(values=values, valid=valid, path=path)
 
 
-def _parse_va_lines(path: Path, lines: list[str]) -> np.ndarray:
-    values = np.empty((len(lines) - 1, 2), dtype=np.float32)
-    for i, line in enumerate(lines[1:]):
+def _parse_va_lines(path: Path, rows: list[str]) -> np.ndarray:
+    values = np.empty((len(rows), 2), dtype=np.float32)
+    for i, cells in enumerate(_label_cells(path, rows, 2, "2 values (valence,arousal)")):
         lineno = i + 2
-        cells = line.split(",")
-        if len(cells) != 2:
-            raise AnnotationError(
-                path, lineno, f"expected 2 values (valence,arousal), got {len(cells)}: {line!r}"
-            )
         for j, cell in enumerate(cells):
             try:
                 v = float(cell)
@@ -284,18 +295,10 @@ def read_expr(path: str | os.PathLike) -> Labels:
             line, non-integer or out-of-range value (message ``<file>, line N: ...``).
     """
     path = Path(path)
-    lines = _read_lines(path)
-    _check_header(path, lines[0], EXPR_LABELS)
-    if len(lines) == 1:
-        raise AnnotationError(path, 2, "no label lines after the header")
-    values = np.empty(len(lines) - 1, dtype=np.int64)
-    for i, line in enumerate(lines[1:]):
+    rows = _label_lines(path, EXPR_LABELS)
+    values = np.empty(len(rows), dtype=np.int64)
+    for i, cells in enumerate(_label_cells(path, rows, 1, "1 value (class index 0-7)")):
         lineno = i + 2
-        cells = line.split(",")
-        if len(cells) != 1:
-            raise AnnotationError(
-                path, lineno, f"expected 1 value (class index 0-7), got {len(cells)}: {line!r}"
-            )
         cell = cells[0].strip()
         try:
             f = float(cell)
