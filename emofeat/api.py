@@ -106,7 +106,8 @@ Settings = Mapping[str, Mapping[str, Any]] | Iterable[str] | None
 takes them (the same grammar and checks either way)."""
 
 
-def _split_settings(settings: Settings) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def split_settings(settings: Settings) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``settings`` as :func:`build_jobs` takes them: (mapping, ``--set`` strings)."""
     if settings is None:
         return {}, []
     if isinstance(settings, Mapping):
@@ -191,7 +192,7 @@ def extract(
             not be written (the items committed so far stay).
     """
     names = [plugins] if isinstance(plugins, str) else list(plugins)
-    given, sets = _split_settings(settings)
+    given, sets = split_settings(settings)
     jobs = build_jobs(names, sets, config_file, settings=given)
     # a constructor's usage error, a model that cannot be had: once, before any input
     open_extractors(jobs, device, keep=workers <= 1 and scheduler is None)

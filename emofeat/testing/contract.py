@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from emofeat.api import split_settings
 from emofeat.extractor import AUDIO, FEATURES, VIDEO, Extractor
 from emofeat.testing.declarations import check_class, check_specs, fail
 from emofeat.testing.inputs import KINDS, sample_input
@@ -74,17 +75,6 @@ def _registered(classes: list[type[Extractor]]) -> Iterator[None]:
         yield
     finally:
         pm.unregister(name=plugin_name)
-
-
-def _split(settings: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """``settings`` as :func:`emofeat.build_jobs` takes them: (mapping, ``--set`` strings)."""
-    if settings is None:
-        return {}, []
-    if isinstance(settings, Mapping):
-        return {str(k): dict(v or {}) for k, v in settings.items()}, []
-    if isinstance(settings, str):
-        return {}, [settings]
-    return {}, [str(s) for s in settings]
 
 
 def _input_kind(modality: str, before_modalities: Iterable[str]) -> str:
@@ -200,7 +190,7 @@ def _check(
 
     name = cls.name
     names = [*before, name]
-    given, sets = _split(settings)
+    given, sets = split_settings(settings)
     jobs = {j.name: j for j in emofeat.build_jobs(names, sets, settings=given)}
     if name not in jobs:
         raise fail(name, "not among the configured jobs (an alias clash?)")
