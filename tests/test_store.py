@@ -101,6 +101,14 @@ def test_dataframe_like_opensmile(tmp_path, two_inputs):
     first = df.xs(str(two_inputs[1].resolve()), level="file")
     starts = first.index.get_level_values("start").total_seconds().to_numpy()
     np.testing.assert_allclose(np.diff(starts)[:10], 0.01, atol=1e-9)
+    # what a features extractor reads: the aligned view in blocks, the same as one read
+    stored = store.stored_input("clip_a")
+    blocks = list(stored.aligned_blocks("egemaps", "lld", block=16))
+    assert [first for first, _, _ in blocks] == [0, 16, 32, 48]  # 62 frames
+    data, mask = stored.read_aligned("egemaps", "lld", 0, len(aligned))
+    np.testing.assert_array_equal(np.concatenate([d for _, d, _ in blocks]), data)
+    np.testing.assert_array_equal(np.concatenate([m for _, _, m in blocks]), mask)
+    assert len(data) == len(aligned)
 
 
 def test_rerun_skips_unchanged_and_redoes_changed(tmp_path, two_inputs):
