@@ -339,3 +339,23 @@ def test_coordinator_killed_resumes(cluster, media, env, tmp_path, faults_dir):
     rc, ref = run_cli(["extract", *PLUGINS, str(inputs), "-o", "ref.h5"], env, tmp_path)
     assert rc == 0, ref
     assert_same_stores(tmp_path / "ref.h5", tmp_path / "r.h5")
+
+
+def test_progress_of_worker_tasks_reaches_the_coordinator(media, tmp_path):
+    """-j 2 (a local cluster): the per-extractor progress workers publish arrives."""
+    from emofeat.api import build_jobs
+    from emofeat.engine import RunOptions, order_jobs, run
+    from emofeat.store import FeatureStore
+
+    jobs = order_jobs(build_jobs(["egemaps"], []))
+    seen: list[tuple] = []
+    inputs = sorted(media.glob("a*.wav"))
+    with FeatureStore(tmp_path / "p.h5", mode="a") as store:
+        summary = run(
+            store, inputs, jobs, RunOptions(workers=2), progress=lambda *a: seen.append(a)
+        )
+    assert summary.count("done") == 3
+    assert {key for key, *_ in seen} == {"a0", "a1", "a2"}
+    finals = {key: done for key, label, done, total in seen if done == total}
+    assert finals == {"a0": 3.0, "a1": 4.0, "a2": 5.0}  # seconds of audio per input
+    assert all(r.worker for r in summary.results)  # each names the worker that ran it
