@@ -674,3 +674,30 @@ def test_many_bad_inputs_in_one_run(media, tmp_path):
     assert store.items() == ["good", "voice"]
     assert store.item_attrs("voice", "egemaps") is not None
     assert_good_stored(out, good)
+
+
+def test_non_finite_audio_samples_become_silence_with_a_warning(tmp_path):
+    """A float WAV holding NaN and infinity: no garbage stored, no raw numpy warning."""
+    import soundfile
+
+    rate = 16000
+    x = np.random.default_rng(0).normal(0, 0.1, 3 * rate).astype(np.float32)
+    x[8000:8100] = np.nan
+    x[20000:20010] = np.inf
+    soundfile.write(tmp_path / "nan.wav", x, rate, subtype="FLOAT")
+    write_audio(tmp_path / "fine.wav", duration=1.0)
+    res = run_cli("extract", "-p", "egemaps", "-q", str(tmp_path), "-o", "f.h5", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "RuntimeWarning" not in res.stderr and "invalid value" not in res.stderr
+    assert (
+        "nan.wav: 110 audio samples (0.007 s at 16000 Hz) were not finite (NaN or infinity); "
+        "they were replaced by silence" in res.stderr
+    )
+    with open_store(tmp_path / "f.h5") as store:
+        for stream in ("lld", "functionals"):
+            data = store.read("nan", "egemaps", stream)
+            assert np.isfinite(data.data).all()
+        log = store.run_log()
+        warned = log[(log["event"] == "input") & (log["key"] == "nan")]["warnings"].iloc[-1]
+        assert any("not finite" in w for w in warned)
+        assert store.read("fine", "egemaps", "lld").data.shape[0] > 0

@@ -79,6 +79,7 @@ class _AudioSink:
         self.emitted = 0
         self.started = False
         self.to_drop = 0  # samples still to drop that lie before t = 0
+        self.nonfinite = 0  # NaN/infinite samples (float files) replaced by silence
 
     def _push(self, samples: np.ndarray) -> Iterator[AudioChunk]:
         if samples.size == 0:
@@ -108,6 +109,10 @@ class _AudioSink:
             samples = (planes[0] if planes.shape[0] == 1 else planes.mean(axis=0)).astype(
                 np.float32, copy=False
             )
+            bad = ~np.isfinite(samples)
+            if bad.any():  # float files may hold NaN/inf: silence, counted and reported
+                samples = np.where(bad, np.float32(0.0), samples)
+                self.nonfinite += int(bad.sum())
             if not self.started:
                 self.started = True
                 t = float(out.time) - origin if out.time is not None else 0.0
@@ -306,6 +311,12 @@ class Decoder:
             self.audio_samples[sink.rate] = sink.emitted
         if bad_packets:
             self.warnings.append(f"{info.path}: {bad_packets} packets could not be decoded")
+        if sinks and sinks[0].nonfinite:
+            n, rate = sinks[0].nonfinite, sinks[0].rate
+            self.warnings.append(
+                f"{info.path}: {n} audio samples ({n / rate:.3f} s at {rate} Hz) were not "
+                "finite (NaN or infinity); they were replaced by silence"
+            )
         self._finish_grid(pts_list, tb, origin, sinks)
 
     def _finish_grid(
