@@ -195,7 +195,9 @@ def extract(
     given, sets = split_settings(settings)
     jobs = build_jobs(names, sets, config_file, settings=given)
     # a constructor's usage error, a model that cannot be had: once, before any input
-    open_extractors(jobs, device, keep=workers <= 1 and scheduler is None)
+    # on a cluster the coordinator (a login node) may have no GPU: it checks on the CPU
+    check_device = "cpu" if scheduler is not None else device
+    open_extractors(jobs, check_device, keep=workers <= 1 and scheduler is None)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths, problems = find_inputs([str(p) for p in inputs], recursive=recursive)

@@ -82,13 +82,33 @@ def test_a_device_named_like_media_is_not_opened(tmp_path):
     assert problems == [(str(dev), "skipped: a character device, not a regular file")]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+_FIND = """
+import json, sys
+from emofeat.media import find_inputs
+inputs, problems = find_inputs([sys.argv[1]])
+print(json.dumps([[p.name for p in inputs], problems]))
+"""
+
+
 def test_unreadable_subfolder_is_a_problem_not_a_crash(tree):
+    """Run as a process without root's file access (root reads every folder)."""
+    import json
+
+    from test_bad_input import _drop_dac_capabilities
+
     locked = tree / "a" / "b"
     locked.chmod(0)
     try:
-        inputs, problems = find_inputs([str(tree)])
+        res = subprocess.run(
+            [sys.executable, "-c", _FIND, str(tree)],
+            preexec_fn=_drop_dac_capabilities if os.geteuid() == 0 else None,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         locked.chmod(0o755)
-    assert [p.name for p in inputs] == ["one.wav"]
-    assert problems and problems[0][0] == str(locked)
+    assert res.returncode == 0, res.stderr
+    names, problems = json.loads(res.stdout)
+    assert names == ["one.wav"]
+    assert problems == [[str(locked), "cannot list the folder: Permission denied"]]
