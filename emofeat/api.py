@@ -125,12 +125,14 @@ def extract(
     *,
     config_file: str | os.PathLike | None = None,
     overwrite: bool = False,
+    verify: bool = False,
     workers: int = 1,
     device: str = "cpu",
     grid_rate: float = 100.0,
     image_fps: float = 30.0,
     recursive: bool = True,
     prefetch: int = 2,
+    stall_timeout: float = 60.0,
     threads: int | None = None,
     progress: bool = False,
     bars: bool = True,
@@ -162,10 +164,16 @@ def extract(
         overwrite: redo complete, unchanged items.
         workers: worker processes on this machine (a local Dask cluster for the run).
         device: ``cpu``, ``cuda``, ``cuda:N``.
+        verify: before leaving an item as unchanged, hash its whole file and compare with
+            the checksum recorded at commit (without it: the file's size and the digest of
+            its first and last 32 KiB). Damaged items are redone.
         grid_rate: frame-grid rate in Hz for audio-only inputs.
         image_fps: frame rate in Hz of image-sequence folders.
         recursive: search folders recursively.
         prefetch: chunks decoded ahead in a background thread (0: no overlap).
+        stall_timeout: seconds without decoding progress after which an input fails as
+            stalled (a file that stops delivering data: a hung network mount, a pipe); the
+            run goes on with the other inputs. 0 disables the guard.
         threads: compute threads (torch/OpenMP) per process during the run; None leaves the
             process's setting. The previous torch setting is restored afterwards.
         progress: print each input's outcome and the end-of-run tables on stderr.
@@ -188,8 +196,12 @@ def extract(
         LicenseNotAcceptedError: a model's licence needs the opt-in (nothing run).
         SchedulerError: the scheduler cannot be reached (nothing run, no store written).
         StoreError: the store cannot be opened for writing (another writer, not a store).
-        EmofeatError: an extractor could not be prepared (nothing run), or the store could
-            not be written (the items committed so far stay).
+        EmofeatError: an extractor could not be prepared (nothing run).
+
+    A store that cannot be written (disk full, over quota, read-only) stops the run: the
+    summary's ``stopped`` says why (naming the file and the cause) and ``failed`` is true;
+    everything committed before stays, and the same call completes the work once there is
+    room again.
     """
     names = [plugins] if isinstance(plugins, str) else list(plugins)
     given, sets = split_settings(settings)
@@ -203,11 +215,13 @@ def extract(
     paths, problems = find_inputs([str(p) for p in inputs], recursive=recursive)
     options = RunOptions(
         overwrite=overwrite,
+        verify=verify,
         workers=workers,
         device=device,
         grid_rate=grid_rate,
         image_fps=image_fps,
         prefetch=prefetch,
+        stall_timeout=stall_timeout,
         threads=threads or 0,
     )
     command = command or "emofeat.extract(" + ", ".join(j.name for j in jobs) + ")"

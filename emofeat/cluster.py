@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from emofeat.errors import ConfigError, EmofeatError
+from emofeat.errors import ConfigError, EmofeatError, StoreWriteError
 from emofeat.jobs import InputResult, Job, ProgressFn, RunOptions, retain_extractors
 from emofeat.store import FeatureStore, staged_item_path
 
@@ -241,6 +241,8 @@ def run_task(
                 name = f"{i}:{ex}"
                 payload[name] = Path(p).read_bytes()
                 res.items[i] = (k, ex, name)
+                if p in res.meta:
+                    res.meta[name] = res.meta.pop(p)
         res.seconds = max(res.seconds, time.perf_counter() - t0)
         return res, payload
     finally:
@@ -351,6 +353,9 @@ def run_on_dask(
             if payload:
                 res = _unpack(res, payload, staging)
             finish(res)
+    except BaseException:
+        client.cancel(list(futures))  # the run stops (a full disk): drop the work not done
+        raise
     finally:
         if progress is not None:
             client.unsubscribe_topic(topic)
@@ -374,8 +379,18 @@ def _next_done(done_iter: Any, events: queue.SimpleQueue, progress: ProgressFn |
 def _unpack(res: InputResult, payload: dict[str, bytes], staging: Path) -> InputResult:
     """Write shipped item files into the store's staging folder, one input at a time."""
     items = []
+    meta = {}
     for k, ex, name in res.items:
         target = staged_item_path(staging, k, ex)
-        target.write_bytes(payload[name])
+        try:
+            target.write_bytes(payload[name])
+        except OSError as exc:  # disk full: the run stops (the engine sees ``fatal``)
+            target.unlink(missing_ok=True)
+            for _, _, done in items:
+                Path(done).unlink(missing_ok=True)
+            message = str(StoreWriteError(target, exc))
+            return replace(res, status="failed", message=message, items=[], fatal=message)
         items.append((k, ex, str(target)))
-    return replace(res, items=items)
+        if name in res.meta:
+            meta[str(target)] = res.meta[name]
+    return replace(res, items=items, meta=meta)

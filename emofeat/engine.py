@@ -22,7 +22,7 @@ from typing import Any
 
 from emofeat._version import __version__
 from emofeat.config import split_mask
-from emofeat.errors import EmofeatError
+from emofeat.errors import EmofeatError, StoreWriteError
 from emofeat.extractor import FEATURES
 from emofeat.jobs import _EXTRACTORS as _EXTRACTORS  # benchmarks reset it
 from emofeat.jobs import InputResult as InputResult
@@ -71,12 +71,30 @@ def input_keys(paths: list[Path]) -> dict[Path, str]:
     return keys
 
 
-def is_unchanged(store: FeatureStore, key: str, job: Job, ident: dict[str, Any]) -> bool:
+def is_unchanged(
+    store: FeatureStore,
+    key: str,
+    job: Job,
+    ident: dict[str, Any],
+    verify: bool = False,
+    notes: list[str] | None = None,
+) -> bool:
     """True when the store holds a complete item made from the same source and config, and
     aligned under the current alignment rule (an item aligned under an older rule is redone).
+
+    The item's file must also check out (:meth:`FeatureStore.check_item`: size and the
+    digest of its edges; the whole file with ``verify``); a damaged one is redone and why is
+    added to ``notes``.
     """
     attrs = store.item_attrs(key, job.name)
     if not attrs:
+        if job.name in store.extractors(key) and notes is not None:
+            notes.append(f"{job.name}: the stored item's file is missing; redone")
+        return False
+    problem = store.check_item(key, job.name, full=verify)
+    if problem is not None:
+        if notes is not None:
+            notes.append(f"{job.name}: the stored item was damaged ({problem}); redone")
         return False
     if attrs.get("alignment") != ALIGNMENT_RULE:
         return False
@@ -109,13 +127,21 @@ def _depends_on(store: FeatureStore, key: str, job: Job) -> set[str]:
 
 
 def plan_jobs(
-    store: FeatureStore, path: Path, key: str, jobs: list[Job], overwrite: bool = False
+    store: FeatureStore,
+    path: Path,
+    key: str,
+    jobs: list[Job],
+    overwrite: bool = False,
+    verify: bool = False,
+    notes: list[str] | None = None,
 ) -> tuple[list[Job], list[ItemOutcome]]:
     """The jobs still to run on one input, and the outcomes of those left as they are.
 
     A job whose item is complete and unchanged (:func:`is_unchanged`) is left, unless an
     item it was made from (mask source, features source) is redone now: the stored
-    source's id still looks unchanged then. ``overwrite`` redoes every job.
+    source's id still looks unchanged then. ``overwrite`` redoes every job. ``verify``
+    hashes the whole of each item that would be left; damaged items are redone, with a
+    line in ``notes``.
     """
     if overwrite or not path.exists():
         return list(jobs), []
@@ -126,7 +152,7 @@ def plan_jobs(
     todo: list[Job] = []
     unchanged: list[ItemOutcome] = []
     for job in jobs:
-        if is_unchanged(store, key, job, ident):
+        if is_unchanged(store, key, job, ident, verify, notes):
             unchanged.append(
                 ItemOutcome(
                     str(path), key, job.name, "unchanged", "complete and unchanged in the store"
@@ -161,6 +187,8 @@ class RunSummary:
     results: list[InputResult] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    stopped: str = ""  # why the run stopped early (the store could not be written)
+    not_attempted: int = 0  # inputs left when it stopped
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status) + (
@@ -169,7 +197,11 @@ class RunSummary:
 
     @property
     def failed(self) -> bool:
-        return self.count("failed") > 0
+        return self.count("failed") > 0 or bool(self.stopped)
+
+
+class _Stop(Exception):
+    """The store cannot be written: the run stops (see :class:`RunSummary`.stopped)."""
 
 
 class _Coordinator:
@@ -185,6 +217,7 @@ class _Coordinator:
         self.summary = summary
         self.on_result = on_result
         self.unchanged: dict[tuple[str, str], list[ItemOutcome]] = {}
+        self.notes: dict[tuple[str, str], list[str]] = {}  # damaged items found by planning
 
     def entry(self, **kw: Any) -> dict[str, Any]:
         """A run-log entry of this run."""
@@ -193,10 +226,16 @@ class _Coordinator:
     def finish(self, res: InputResult) -> None:
         """Commit one input's staged items and log entries (its unchanged ones first)."""
         res.outcomes = self.unchanged.pop((res.input, res.key), []) + res.outcomes
-        _commit_result(self.store, res, self.entry)
+        res.warnings = self.notes.pop((res.input, res.key), []) + res.warnings
+        if not res.fatal:
+            _commit_result(self.store, res, self.entry)
+        for _, _, staged in res.items if res.fatal else []:
+            Path(staged).unlink(missing_ok=True)
         self.summary.results.append(res)
         if self.on_result:
             self.on_result(res)
+        if res.fatal:
+            raise _Stop(res.fatal)
 
 
 def run(
@@ -245,30 +284,15 @@ def run(
         coord.entry(event="input", input=a, key="", extractor="", status="failed", message=m)
         for a, m in summary.problems
     ]
-    store.commit([], [start, *failures])
-    keys = input_keys(inputs)
-    pending: list[tuple[str, str, list[Job]]] = []
-    for path in inputs:
-        key = keys[path]
-        todo, unchanged = plan_jobs(store, path, key, jobs, options.overwrite)
-        if todo:
-            pending.append((str(path), key, todo))
-            coord.unchanged[(str(path), key)] = unchanged
-            continue
-        msg = "all items complete and unchanged"
-        res = InputResult(str(path), key, "unchanged", msg, outcomes=unchanged)
-        _commit_result(store, res, coord.entry)
-        summary.results.append(res)
-        if on_result:
-            on_result(res)
-    if client is None and (options.workers <= 1 or len(pending) <= 1):
-        for src, key, todo in pending:
-            stored = _stored_items(store, key, todo)
-            staging = str(store.staging_dir)
-            coord.finish(process_input(src, key, todo, options, staging, stored, progress))
-    elif pending:
-        _run_cluster(store, pending, options, progress, coord.finish, client, shared_fs)
+    try:
+        store.commit([], [start, *failures])
+        _run_inputs(store, inputs, jobs, options, coord, progress, client, shared_fs)
+    except _Stop as stop:
+        summary.stopped = str(stop)
+        summary.not_attempted = max(0, len(inputs) - len(summary.results))
     summary.seconds = time.perf_counter() - t0
+    if summary.stopped:  # the store cannot be written: no run-end entry either
+        return summary
     end = coord.entry(
         event="run-end",
         seconds=round(summary.seconds, 3),
@@ -277,8 +301,46 @@ def run(
         unchanged=summary.count("unchanged"),
         failed=summary.count("failed"),
     )
-    store.commit([], [end])
+    try:
+        store.commit([], [end])
+    except StoreWriteError as exc:
+        summary.stopped = str(exc)
     return summary
+
+
+def _run_inputs(
+    store: FeatureStore,
+    inputs: list[Path],
+    jobs: list[Job],
+    options: RunOptions,
+    coord: _Coordinator,
+    progress: ProgressFn | None,
+    client: Any,
+    shared_fs: bool | None,
+) -> None:
+    """Plan every input, commit the unchanged ones, run the others (raises :class:`_Stop`)."""
+    keys = input_keys(inputs)
+    pending: list[tuple[str, str, list[Job]]] = []
+    for path in inputs:
+        key = keys[path]
+        notes: list[str] = []
+        todo, unchanged = plan_jobs(
+            store, path, key, jobs, options.overwrite, options.verify, notes
+        )
+        if todo:
+            pending.append((str(path), key, todo))
+            coord.unchanged[(str(path), key)] = unchanged
+            coord.notes[(str(path), key)] = notes
+            continue
+        msg = "all items complete and unchanged"
+        coord.finish(InputResult(str(path), key, "unchanged", msg, outcomes=unchanged))
+    if client is None and (options.workers <= 1 or len(pending) <= 1):
+        for src, key, todo in pending:
+            stored = _stored_items(store, key, todo)
+            staging = str(store.staging_dir)
+            coord.finish(process_input(src, key, todo, options, staging, stored, progress))
+    elif pending:
+        _run_cluster(store, pending, options, progress, coord.finish, client, shared_fs)
 
 
 def _run_cluster(
@@ -334,7 +396,7 @@ def _commit_result(store: FeatureStore, res: InputResult, entry: Callable[..., d
     )
     items = [(k, e, Path(p)) for k, e, p in res.items]
     try:
-        store.commit(items, log)
+        store.commit(items, log, res.meta)
     except Exception as exc:
         for _, _, p in items:
             p.unlink(missing_ok=True)
@@ -343,4 +405,7 @@ def _commit_result(store: FeatureStore, res: InputResult, entry: Callable[..., d
         for o in res.outcomes:
             if o.status == "done":
                 o.status, o.message = "failed", res.message
+        if isinstance(exc, StoreWriteError):
+            res.fatal = str(exc)
+            return
         raise EmofeatError(f"{store.path}: {res.message}") from exc

@@ -36,6 +36,23 @@ class StoreInUseError(StoreError):
     """Another process is writing the store."""
 
 
+class StoreWriteError(StoreError):
+    """Writing to the store failed (disk full, over quota, read-only, I/O error).
+
+    Nothing can be gained by going on with the other inputs, so a run stops at the first one
+    (everything committed before stays). ``path`` is the file being written, ``errno`` the
+    system's error number.
+    """
+
+    def __init__(self, path: object, error: OSError) -> None:
+        cause = error.strerror or str(error) or type(error).__name__
+        cause = cause[:1].lower() + cause[1:]
+        super().__init__(f"{path}: cannot write: {cause}")
+        self.path = str(path)
+        self.errno = error.errno
+        self.cause = cause
+
+
 class UnknownExtractorError(EmofeatError, KeyError):
     """No installed plugin provides an extractor of that name."""
 

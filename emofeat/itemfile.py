@@ -8,6 +8,8 @@ An item file is written under the store's ``.staging/`` folder by :class:`ItemWr
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from emofeat.errors import StoreError
+from emofeat.errors import StoreError, StoreWriteError
 from emofeat.extractor import Rows, StreamSpec
 from emofeat.media import FrameGrid
 from emofeat.timeline import align_to_frames, gather_rows
@@ -39,6 +41,169 @@ def fsync_path(path: Path, directory: bool = False) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class GuardedFile(io.RawIOBase):
+    """A file for h5py's file-object driver that never lets HDF5 see a failed write.
+
+    Why not let h5py write the path itself: when a write fails inside HDF5 (a full disk),
+    its metadata cache is left half-updated, and closing the file, or merely freeing a
+    dataset object that still points into it, can crash the interpreter (measured: a
+    segmentation fault on a full tmpfs). Here the first failed write is remembered and every
+    later one dropped, so HDF5 carries on and closes cleanly; the owner then discards the
+    file and raises :class:`~emofeat.errors.StoreWriteError` (:meth:`check`). Unbuffered, so
+    no data waits in a Python buffer that a later seek would have to flush.
+
+    Args:
+        path: the file.
+        mode: ``"w"`` (create or truncate) or ``"r+"`` (an existing file).
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "w") -> None:
+        super().__init__()
+        self.path = Path(path)
+        try:
+            self._f = open(path, "w+b" if mode == "w" else "r+b", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise StoreWriteError(path, exc) from exc
+        self.error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        return self._f.readinto(buffer)  # type: ignore[no-any-return]
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):  # a raw write may be partial
+                    done += self._f.write(view[done:]) or 0
+            except OSError as exc:
+                self.error = exc
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._f.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return size or 0
+
+    def flush(self) -> None:
+        pass  # unbuffered
+
+    def check(self) -> None:
+        """Raise :class:`StoreWriteError` naming the file if any write failed."""
+        if self.error is not None:
+            raise StoreWriteError(self.path, self.error)
+
+    def sync_and_close(self) -> None:
+        """fsync and close; raises :class:`StoreWriteError` if any write (or the fsync) failed."""
+        try:
+            if self.error is None:
+                try:
+                    os.fsync(self._f.fileno())
+                except OSError as exc:
+                    self.error = exc
+        finally:
+            self._f.close()
+            self.close()
+        self.check()
+
+    def discard(self) -> None:
+        """Close without syncing and delete the file."""
+        try:
+            self._f.close()
+        finally:
+            self.close()
+            self.path.unlink(missing_ok=True)
+
+
+def open_h5(guard: GuardedFile, mode: str, **kw: Any) -> h5py.File:
+    """An h5py file written through ``guard`` (see :class:`GuardedFile`)."""
+    return h5py.File(guard, mode, **kw)
+
+
+_EDGE = 32768
+
+
+def file_digests(path: Path) -> tuple[int, str, str]:
+    """``(size in bytes, sha256 of the whole file, sha256 of its edges)``, reading it once.
+
+    The edge digest covers the first and the last 32 KiB (the whole of a small file): HDF5
+    keeps its superblock at the start and writes its metadata last, so it is the cheap check
+    that a rerun makes on every item it would skip (:meth:`FeatureStore.check_item`).
+    """
+    full = hashlib.sha256()
+    head = b""
+    tail = b""
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            if size < _EDGE:
+                head += block[: _EDGE - size]
+            full.update(block)
+            size += len(block)
+            tail = (tail + block)[-_EDGE:]
+    return size, full.hexdigest(), hashlib.sha256(head + tail).hexdigest()
+
+
+def edge_digest(path: Path, size: int) -> str:
+    """The edge digest of :func:`file_digests`, reading only the first and last 32 KiB."""
+    with open(path, "rb") as f:
+        head = f.read(_EDGE)
+        f.seek(max(0, size - _EDGE))
+        tail = f.read(_EDGE)
+    return hashlib.sha256(head + tail).hexdigest()
+
+
+def describe_item(path: Path) -> dict[str, Any]:
+    """What the store's index keeps about a finished item file, so that listing, ``inspect``
+    and the skip decision of a rerun never open the file: its size and checksums, its
+    provenance attributes, and per stream the native rows, dims, frames and coverage.
+    """
+    size, sha, edges = file_digests(path)
+    streams = []
+    with h5py.File(path, "r") as f:
+        attrs = decode_attrs(f.attrs)
+        n_frames = int(f["frames/times"].shape[0]) if "frames/times" in f else 0
+        for name in sorted(n for n in f.keys() if n != "frames"):
+            g = f[name]
+            mask = g["aligned/mask"][:] if "aligned/mask" in g else np.zeros(0, bool)
+            streams.append(
+                {
+                    "name": name,
+                    "rows": int(g["data"].shape[0]),
+                    "dims": int(g["data"].shape[1]),
+                    "frames": int(mask.shape[0]),
+                    "coverage": float(mask.mean()) if len(mask) else 0.0,
+                    "level": str(g.attrs.get("level", "frame")),
+                }
+            )
+    return {
+        "size": size,
+        "sha256": sha,
+        "edges": edges,
+        "attrs": attrs,
+        "streams": streams,
+        "n_frames": n_frames,
+    }
 
 
 @dataclass
@@ -70,7 +235,8 @@ class ItemWriter:
         self.key = key
         self.extractor = extractor
         self.specs = {s.name: s for s in streams}
-        self.file = h5py.File(path, "w")
+        self.guard = GuardedFile(path, "w")
+        self.file = open_h5(self.guard, "w")
         self.file.attrs["complete"] = False
         self.rows: dict[str, int] = {}
         self._pending: dict[str, list[Rows]] = {}
@@ -120,7 +286,12 @@ class ItemWriter:
         return g
 
     def append(self, rows: Rows, labels: tuple[str, ...] | None = None) -> None:
-        """Append a block of native rows (labels are used when the stream is new)."""
+        """Append a block of native rows (labels are used when the stream is new).
+
+        Raises:
+            StoreWriteError: an earlier write to this item's file failed (disk full...).
+        """
+        self.guard.check()
         if rows.stream not in self.file:
             spec = self.specs.get(rows.stream)
             g = self._create(rows, rows.labels or labels or (spec.labels if spec else None))
@@ -164,10 +335,24 @@ class ItemWriter:
             self._create(Rows(stream, np.zeros((0, len(labels))), np.zeros(0), np.zeros(0)), labels)
 
     def finalize(self, grid: FrameGrid, attrs: dict[str, Any], block: int = 8192) -> None:
-        """Align every stream onto ``grid``, write provenance, close and fsync."""
+        """Align every stream onto ``grid``, write provenance, close and fsync.
+
+        Raises:
+            StoreWriteError: writing the file failed (the caller aborts the item).
+        """
+        try:
+            self._finalize(grid, attrs, block)
+        except StoreWriteError:
+            raise
+        except Exception:
+            self.guard.check()  # a failed write explains what went wrong after it
+            raise
+
+    def _finalize(self, grid: FrameGrid, attrs: dict[str, Any], block: int) -> None:
         f = self.file
         for stream in list(self._pending):
             self._flush(stream)
+        self.guard.check()
         f.create_dataset(
             "frames/times",
             data=np.stack([grid.starts, grid.ends], axis=1),
@@ -207,6 +392,7 @@ class ItemWriter:
             g.create_dataset("aligned/mask", data=valid, compression="gzip", compression_opts=4)
             g.create_dataset("aligned/row", data=index, compression="gzip", compression_opts=4)
             g.attrs["coverage"] = float(valid.mean()) if m else 0.0
+            self.guard.check()
         for k, v in attrs.items():
             f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
         # the extractor's declared stream order (HDF5 lists members sorted by name): the
@@ -216,9 +402,8 @@ class ItemWriter:
         f.attrs["alignment"] = ALIGNMENT_RULE
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["complete"] = True
-        f.flush()
         f.close()
-        fsync_path(self.path)
+        self.guard.sync_and_close()
 
     def abort(self) -> None:
         """Discard the staging file."""
@@ -226,7 +411,7 @@ class ItemWriter:
             self.file.close()
         except Exception:
             pass
-        self.path.unlink(missing_ok=True)
+        self.guard.discard()
 
 
 class StoredInput:

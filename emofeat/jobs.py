@@ -40,6 +40,10 @@ class RunOptions:
         video_batch: frames per batch given to video extractors.
         audio_chunk: seconds of audio per chunk given to audio extractors.
         prefetch: chunks decoded ahead in a background thread (0: decode in line).
+        stall_timeout: seconds without decoding progress (or a header/hash read that does
+            not return) after which the input fails as stalled; 0 disables the guard.
+        verify: hash the whole of every stored item before leaving it as unchanged
+            (always: its size and the digest of its first and last 32 KiB).
         threads: compute threads (torch/OpenMP) a Dask worker sets for its tasks (0: leave
             the worker's setting); the coordinator's own are set by the caller.
     """
@@ -53,6 +57,8 @@ class RunOptions:
     audio_chunk: float = 5.0
     prefetch: int = 2
     threads: int = 0
+    verify: bool = False
+    stall_timeout: float = 60.0
 
 
 @dataclass
@@ -107,6 +113,8 @@ class InputResult:
     decode_seconds: float = 0.0
     media_seconds: float = 0.0
     worker: str = ""  # the Dask worker that processed it ("" in the coordinator's process)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # staged path -> describe_item
+    fatal: str = ""  # the store could not be written (disk full...): the run stops
 
 
 def item_config(job: Job) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from emofeat.config import split_mask
 from emofeat.errors import EmofeatError
-from emofeat.itemfile import fsync_path, read_attrs
+from emofeat.itemfile import GuardedFile, open_h5, read_attrs
 from emofeat.timeline import align_to_frames
 
 
@@ -106,7 +106,8 @@ def mask_item(
         times = g["times"][:]
         on = g["mask"][:] & (g["data"][:, 0] >= 0.5)  # NaN compares False: inactive
     masked: dict[str, int] = {}
-    with h5py.File(path, "r+") as f:
+    guard = GuardedFile(path, "r+")
+    with open_h5(guard, "r+") as f:
         frames = f["frames/times"][:]
         index, valid = align_to_frames(times[:, 0], times[:, 1], frames[:, 0], frames[:, 1])
         frame_on = valid & np.where(index >= 0, on[np.maximum(index, 0)], False)
@@ -128,8 +129,7 @@ def mask_item(
             masked[name] = int(old.sum() - new.sum())
         if record is not None:
             f.attrs["mask"] = json.dumps({**record, "rows_masked": masked})
-        f.flush()
-    fsync_path(path)
+    guard.sync_and_close()  # StoreWriteError if the disk filled up meanwhile
     return masked
 
 

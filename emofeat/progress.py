@@ -166,6 +166,13 @@ def print_summary(summary: RunSummary, store_path: Path, console: Console | None
         console.print(f"[red bold]{len(failures)} input(s) failed:[/]")
         for inp, msg in failures:
             console.print(f"  [red]{escape(inp)}[/]: {escape(msg)}", highlight=False)
+    if summary.stopped:
+        console.print(
+            f"[red bold]run stopped[/]: {escape(summary.stopped)}\n"
+            f"  {summary.not_attempted} input(s) not attempted; everything committed before "
+            "is kept. Make room and run the same command again to finish.",
+            highlight=False,
+        )
     console.print(
         f"features: [bold]{store_path}[/] (emofeat inspect {store_path})", highlight=False
     )

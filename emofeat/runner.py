@@ -16,18 +16,19 @@ machine that sees the store's staging folder; only the coordinator commits
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from emofeat.config import split_mask
-from emofeat.errors import EmofeatError, MediaError, SkipExtractor
+from emofeat.errors import EmofeatError, MediaError, SkipExtractor, StoreWriteError
 from emofeat.extractor import AUDIO, FEATURES, VIDEO, Extractor
-from emofeat.itemfile import ItemWriter, StoredInput
+from emofeat.itemfile import ItemWriter, StoredInput, describe_item
 from emofeat.jobs import (
     InputResult,
     ItemOutcome,
@@ -43,27 +44,50 @@ from emofeat.media import AudioChunk, Decoder, MediaInfo, VideoChunk, probe
 from emofeat.store import source_identity, staged_item_path
 
 _DONE = object()
+T = TypeVar("T")
 
 
-def prefetch(iterable: Iterable, depth: int) -> Iterator:
+def prefetch(
+    iterable: Iterable, depth: int, stall_timeout: float = 0.0, source: object = ""
+) -> Iterator:
     """Iterate over ``iterable`` in a background thread, ``depth`` items ahead.
 
     Decoding (PyAV) and inference (torch, openSMILE) release the GIL, so decoding the next
     chunks overlaps extraction of the current one; memory stays bounded by ``depth`` chunks.
-    Exceptions raised by the producer are re-raised here. ``depth < 1`` disables the thread.
+    Exceptions raised by the producer are re-raised here. ``depth < 1``: no overlap (each
+    item is made only when asked for), in line unless ``stall_timeout`` needs the thread.
+
+    Stall guard: with ``stall_timeout > 0``, waiting more than that many seconds for the
+    next item while the producer is still at work raises :class:`MediaError` (``source``
+    names the input); the stuck producer thread is abandoned (a daemon), never waited for.
     """
-    if depth < 1:
+    if depth < 1 and stall_timeout <= 0:
         yield from iterable
         return
-    q: queue.Queue = queue.Queue(maxsize=depth)
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
+    demand = threading.Semaphore(0) if depth < 1 else None  # no overlap: one item per ask
     thread = threading.Thread(
-        target=_produce, args=(iterable, q, stop), name="emofeat-decode", daemon=True
+        target=_produce, args=(iterable, q, stop, demand), name="emofeat-decode", daemon=True
     )
     thread.start()
+    stalled = False
     try:
         while True:
-            kind, value = q.get()
+            if demand is not None:
+                demand.release()
+            try:
+                kind, value = q.get(timeout=stall_timeout if stall_timeout > 0 else None)
+            except queue.Empty:
+                if not thread.is_alive() and not q.empty():
+                    kind, value = q.get_nowait()  # it ended right at the deadline
+                elif thread.is_alive():
+                    stalled = True
+                    raise MediaError(
+                        source, f"decoding stalled: no progress for {_secs(stall_timeout)} s"
+                    ) from None
+                else:
+                    raise MediaError(source, "decoding ended without a result") from None
             if kind == "item":
                 yield value
             elif kind == "error":
@@ -72,28 +96,110 @@ def prefetch(iterable: Iterable, depth: int) -> Iterator:
                 break
     finally:
         stop.set()
-        while thread.is_alive():
+        # A producer at work stops after its current item; a stalled one is left behind.
+        deadline = time.monotonic() + stall_timeout if stall_timeout > 0 else None
+        while thread.is_alive() and not stalled:
+            if deadline is not None and time.monotonic() > deadline:
+                break
             try:
                 q.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
 
 
-def _produce(iterable: Iterable, q: queue.Queue, stop: threading.Event) -> None:
-    """The producer thread of :func:`prefetch`: items, then a done marker (or the error)."""
+def _put(q: queue.Queue, stop: threading.Event, message: tuple) -> bool:
+    """Hand ``message`` to the consumer unless it has stopped listening (then False)."""
+    while not stop.is_set():
+        try:
+            q.put(message, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(
+    iterable: Iterable,
+    q: queue.Queue,
+    stop: threading.Event,
+    demand: threading.Semaphore | None = None,
+) -> None:
+    """The producer thread of :func:`prefetch`: items, then a done marker (or the error).
+
+    With ``demand``, each item is made only once the consumer has asked for it."""
     try:
-        for item in iterable:
-            while not stop.is_set():
-                try:
-                    q.put(("item", item), timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
+        for item in _on_demand(iterable, stop, demand):
+            if not _put(q, stop, ("item", item)):
                 return
-        q.put(("done", _DONE))
+        _put(q, stop, ("done", _DONE))
     except BaseException as exc:  # handed to the consumer
-        q.put(("error", exc))
+        _put(q, stop, ("error", exc))
+
+
+def _on_demand(
+    iterable: Iterable, stop: threading.Event, demand: threading.Semaphore | None
+) -> Iterator:
+    it = iter(iterable)
+    while True:
+        if demand is not None:
+            while not demand.acquire(timeout=0.1):
+                if stop.is_set():
+                    return
+        if stop.is_set():
+            return
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        yield item
+
+
+def guarded(fn: Callable[[], T], timeout: float, source: object, doing: str = "reading") -> T:
+    """``fn()``, run in a daemon thread and given up on after ``timeout`` seconds.
+
+    The stall guard of work that reads an input (probing, hashing): a call still at work
+    after ``timeout`` seconds raises :class:`MediaError` ("... stalled") naming ``source``,
+    and its thread is abandoned. ``timeout <= 0`` calls ``fn`` here, unguarded. What ``fn``
+    raises is raised here.
+    """
+    if timeout <= 0:
+        return fn()
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="emofeat-read", daemon=True).start()
+    if not done.wait(timeout):
+        raise MediaError(source, f"{doing} stalled: no progress for {_secs(timeout)} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.1f}".removesuffix(".0")
+
+
+_MIN_READ_RATE = 8 * 2**20  # bytes/s: hashing slower than this on top of the timeout stalls
+
+
+def _hash_allowance(path: str, stall_timeout: float) -> float:
+    """Seconds allowed for hashing a whole file: the stall timeout plus its size read at
+    8 MiB/s, so a big file on a slow disk is not taken for a stall (0: no guard)."""
+    if stall_timeout <= 0:
+        return 0.0
+    try:
+        size = os.stat(path).st_size if os.path.isfile(path) else 0
+    except OSError:
+        size = 0
+    return stall_timeout + size / _MIN_READ_RATE
 
 
 def _wants(job: Job, ex: Extractor, chunk: object) -> bool:
@@ -151,13 +257,28 @@ class InputRun:
     # -- the steps --------------------------------------------------------------------
     def execute(self) -> InputResult:
         """Run every step; a bad input is reported in the result, never raised."""
+        stall = self.options.stall_timeout
         try:
-            self.info = probe(self.path, image_fps=self.options.image_fps)
-            self.ident = source_identity(self.path)
+            self.info = guarded(
+                lambda: probe(self.path, image_fps=self.options.image_fps),
+                stall,
+                self.path,
+                "reading the file's header",
+            )
+            self.ident = guarded(
+                lambda: source_identity(self.path), _hash_allowance(self.path, stall), self.path
+            )
         except MediaError as exc:
             return self.fail_all(exc.problem)
         except OSError as exc:
             return self.fail_all(f"cannot read ({exc.strerror or exc})")
+        try:
+            return self._execute()
+        except StoreWriteError as exc:
+            return self.fail_all(str(exc), fatal=True)
+
+    def _execute(self) -> InputResult:
+        assert self.info is not None
         active = self.open_extractors()
         decoder = Decoder(
             self.info,
@@ -169,6 +290,8 @@ class InputRun:
         )
         try:
             self.feed_chunks(decoder, active)
+        except StoreWriteError:
+            raise
         except MediaError as exc:
             return self.fail_all(exc.problem)
         except Exception as exc:  # unexpected decoder failure: report, never crash the run
@@ -206,7 +329,8 @@ class InputRun:
         total = float(self.info.duration or 0.0) if self.info is not None else 0.0
         t_loop = time.perf_counter()
         last_report = 0.0
-        for chunk in prefetch(decoder, self.options.prefetch):
+        stall = self.options.stall_timeout
+        for chunk in prefetch(decoder, self.options.prefetch, stall, self.path):
             if isinstance(chunk, VideoChunk):
                 chunk.upstream = {}
             for a in active:
@@ -243,6 +367,8 @@ class InputRun:
                 continue
             try:
                 a.writer.finalize(self.grid, self._provenance(a.job, a.ex))
+            except StoreWriteError:
+                raise
             except Exception as exc:
                 a.writer.abort()
                 self.result.outcomes.append(
@@ -314,16 +440,24 @@ class InputRun:
         elif statuses == {"skipped"}:
             result.status = "skipped"
             result.message = "; ".join(f"{o.extractor}: {o.message}" for o in result.outcomes)
+        # what the store's index keeps about each item (listing and reruns read no file)
+        result.meta = {p: describe_item(Path(p)) for _, _, p in result.items}
         result.seconds = time.perf_counter() - self.t0
         return result
 
-    def fail_all(self, message: str) -> InputResult:
-        """The input failed as a whole (unreadable, undecodable): nothing of it is kept."""
+    def fail_all(self, message: str, fatal: bool = False) -> InputResult:
+        """The input failed as a whole (unreadable, undecodable): nothing of it is kept.
+
+        ``fatal``: the store cannot be written (disk full...), the run stops.
+        """
         for w in self.writers:
             w.abort()
+        for staged in self.staged.values():
+            staged.unlink(missing_ok=True)
         result = self.result
         result.status = "failed"
         result.message = message
+        result.fatal = message if fatal else ""
         result.items.clear()
         result.outcomes = [self._outcome(j.name, "failed", message) for j in self.jobs]
         result.seconds = time.perf_counter() - self.t0
@@ -390,6 +524,8 @@ class InputRun:
             if isinstance(chunk, VideoChunk):
                 # dependents of this extractor see its rows for the same frames
                 chunk.upstream[name] = produced
+        except StoreWriteError:
+            raise
         except Exception as exc:  # one broken extractor does not stop the others
             self.broken[name] = raised_outcome(self.path, self.key, name, exc)
         a.spent += time.perf_counter() - ts
@@ -405,6 +541,8 @@ class InputRun:
                 a.writer.append(rows)
             for spec in a.ex.streams():
                 a.writer.ensure_stream(spec.name, spec.labels)
+        except StoreWriteError:
+            raise
         except Exception as exc:
             self.broken[a.job.name] = raised_outcome(self.path, self.key, a.job.name, exc)
         a.spent += time.perf_counter() - ts
@@ -412,6 +550,8 @@ class InputRun:
     def _mask(self, job: Job, source: Path, origin: str) -> None:
         try:
             apply_mask(job.name, job.config, self.staged[job.name], source, origin)
+        except StoreWriteError:
+            raise
         except EmofeatError as exc:
             self.fail_item(job.name, str(exc))
 
@@ -447,6 +587,10 @@ class InputRun:
                 writer.abort()
             self.result.outcomes.append(self._outcome(job.name, "skipped", str(exc)))
             return None
+        except StoreWriteError:
+            if writer is not None:
+                writer.abort()
+            raise
         except Exception as exc:
             if writer is not None:
                 writer.abort()

@@ -30,6 +30,7 @@ import re
 import shutil
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,15 +39,24 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from emofeat import faults
 from emofeat._version import __version__
-from emofeat.errors import StoreError, StoreInUseError
+from emofeat.errors import StoreError, StoreInUseError, StoreWriteError
 from emofeat.extractor import StreamSpec
 from emofeat.itemfile import ALIGNMENT_RULE as ALIGNMENT_RULE
 from emofeat.itemfile import FORMAT_VERSION as FORMAT_VERSION
+from emofeat.itemfile import (
+    GuardedFile,
+    decode_attrs,
+    describe_item,
+    edge_digest,
+    file_digests,
+    fsync_path,
+    open_h5,
+)
 from emofeat.itemfile import ItemWriter as ItemWriter
 from emofeat.itemfile import StoredInput as StoredInput
 from emofeat.itemfile import StreamData as StreamData
-from emofeat.itemfile import decode_attrs, fsync_path
 
 FORMAT_NAME = "emofeat-store"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
@@ -114,6 +124,81 @@ def staged_item_path(staging_dir: str | os.PathLike, key: str, extractor: str) -
     return Path(staging_dir) / f"{safe_name(key)}.{safe_name(extractor)}.{uuid.uuid4().hex}.h5"
 
 
+STORE_VERSION = 2
+"""Version of the store's layout (the index and its journal), recorded in the index as
+``format_version``. 1: external links and the run log only. 2: adds the catalog (what is
+known about each item: checksums, provenance, stream shapes) and the commit journal. Stores
+of version 1 are read as they are and upgraded when next opened for writing."""
+
+JOURNAL_LIMIT = 512
+"""Commits kept in the journal before they are folded into the index (a checkpoint)."""
+
+_F_STAGED = faults.declare("commit:staged", "before the first staged item is renamed in")
+_F_RENAMED = faults.declare("commit:renamed", "items renamed in, no journal record yet")
+_F_TORN = faults.declare("commit:journal-torn", "half of the journal record written")
+_F_JOURNALED = faults.declare("commit:journaled", "journal record written and synced")
+_F_CK_WRITTEN = faults.declare("checkpoint:written", "new index and journal written, not in place")
+_F_CK_REPLACED = faults.declare(
+    "checkpoint:replaced", "new index in place, old journal not removed"
+)
+
+
+@dataclass
+class _Entry:
+    """What the index knows about one committed item."""
+
+    key: str
+    extractor: str
+    file: str  # relative to the index's folder
+    meta: dict[str, Any] | None = None  # emofeat.itemfile.describe_item; None: older store
+
+    def record(self) -> dict[str, Any]:
+        return {"key": self.key, "extractor": self.extractor, "file": self.file, "meta": self.meta}
+
+
+@dataclass
+class _Snapshot:
+    """A consistent view of the store: the index plus the journal records after it."""
+
+    version: int
+    entries: dict[str, dict[str, _Entry]]  # safe key -> safe extractor -> entry
+    journal: str  # the journal file continuing this index ("" for a version-1 store)
+    applied: int  # sequence number of the last commit folded into the index
+    seq: int  # sequence number of the last commit seen (index or journal)
+    journal_log: list[dict[str, Any]]
+    journal_size: int  # bytes of valid records in the journal
+    signature: tuple[int, ...] = ()
+
+
+def _journal_line(record: dict[str, Any]) -> bytes:
+    payload = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    return payload + b"\t%08x\n" % zlib.crc32(payload)
+
+
+def _parse_journal(raw: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The valid records of a journal and the bytes they take.
+
+    Reading stops at the first line that is incomplete or fails its CRC: a record is appended
+    (and synced) before its commit counts, so a torn last record is a commit that never
+    happened.
+    """
+    records: list[dict[str, Any]] = []
+    pos = 0
+    while True:
+        end = raw.find(b"\n", pos)
+        if end < 0:
+            break
+        payload, _, crc = raw[pos:end].rpartition(b"\t")
+        try:
+            if int(crc, 16) != zlib.crc32(payload):
+                break
+            records.append(json.loads(payload))
+        except ValueError:
+            break
+        pos = end + 1
+    return records, pos
+
+
 class FeatureStore:
     """A feature store on disk (see the module docstring and docs/store.md).
 
@@ -130,6 +215,8 @@ class FeatureStore:
         self.dir = self.path.with_name(self.path.name + ".d")
         self.mode = mode
         self._lock_fd: int | None = None
+        self._snap: _Snapshot | None = None
+        self._unapplied: list[dict[str, Any]] = []  # journal records not yet in the index
         if mode == "r":
             if not self.path.exists():
                 raise StoreError(f"{self.path}: no such store")
@@ -149,10 +236,10 @@ class FeatureStore:
             raise StoreError(f"{path}: not an HDF5 file or unreadable ({exc})") from exc
         if fmt != FORMAT_NAME:
             raise StoreError(f"{path}: an HDF5 file, but not an emofeat store")
-        if ver is None or int(ver) > FORMAT_VERSION:
+        if ver is None or int(ver) > STORE_VERSION:
             raise StoreError(
                 f"{path}: store format version {ver} is newer than this emofeat supports "
-                f"({FORMAT_VERSION}); upgrade emofeat"
+                f"({STORE_VERSION}); upgrade emofeat"
             )
 
     def _open_for_writing(self) -> None:
@@ -186,29 +273,100 @@ class FeatureStore:
                     f"({holder or 'unknown process'}); wait for it to finish"
                 ) from exc
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
         self._lock_fd = fd
-        # a killed run leaves staging files behind: they were never visible, drop them
-        for leftover in self.staging_dir.iterdir():
-            leftover.unlink(missing_ok=True)
-        if not self.path.exists():
-            tmp = self.staging_dir / f"index-{uuid.uuid4().hex}.h5"
-            with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%F %T')}".encode(), 0)
+            # a killed run leaves staging files behind: they were never visible, drop them
+            for leftover in self.staging_dir.iterdir():
+                leftover.unlink(missing_ok=True)
+            if not self.path.exists():
+                self._create_index()
+            self._recover()
+        except OSError as exc:
+            self.close()
+            raise StoreWriteError(self.dir, exc) from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def _create_index(self) -> None:
+        journal = self._new_journal(0)
+        tmp = self.staging_dir / f"index-{uuid.uuid4().hex}.h5"
+        guard = GuardedFile(tmp, "w")
+        try:
+            with open_h5(guard, "w", libver=("v110", "latest")) as f:
                 f.attrs["format"] = FORMAT_NAME
-                f.attrs["format_version"] = FORMAT_VERSION
+                f.attrs["format_version"] = STORE_VERSION
                 f.attrs["created_by"] = f"emofeat {__version__}"
                 f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
                 f.attrs["alignment"] = ALIGNMENT_RULE
+                f.attrs["journal"] = journal
+                f.attrs["applied"] = 0
                 f.create_group("items")
                 # JSON lines as bytes: appending never grows a string heap (which variable-
                 # length strings do on every reopen), so the index stays small
                 f.create_dataset("log", shape=(0,), maxshape=(None,), dtype="u1", chunks=(65536,))
+                f.create_dataset(
+                    "catalog",
+                    shape=(0,),
+                    maxshape=(None,),
+                    dtype="u1",
+                    chunks=(65536,),
+                    compression="gzip",
+                    compression_opts=4,
+                )
+            guard.sync_and_close()
             self._replace_index(tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _recover(self) -> None:
+        """Writer start-up: cut a torn journal record, drop orphan journals, upgrade."""
+        snap = self._load()
+        jpath = self.dir / snap.journal if snap.journal else None
+        if jpath is not None:
+            if not jpath.exists():  # killed between creating the index and its journal
+                jpath.touch()
+                fsync_path(self.dir, directory=True)
+            elif jpath.stat().st_size != snap.journal_size:
+                with open(jpath, "r+b") as j:
+                    j.truncate(snap.journal_size)
+                    os.fsync(j.fileno())
+        for old in self.dir.glob("journal-*"):
+            if old.name != snap.journal:
+                old.unlink(missing_ok=True)
+        self._snap = snap
+        self._unapplied = self._journal_records(snap)
+        if snap.version < STORE_VERSION:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Fold a version-1 store into the current layout: describe every item once."""
+        assert self._snap is not None
+        for by_ex in self._snap.entries.values():
+            for e in by_ex.values():
+                if e.meta is None:
+                    try:
+                        e.meta = describe_item(self.path.parent / e.file)
+                    except OSError:
+                        e.meta = None  # missing or unreadable: verify reports it
+        self.checkpoint(force=True)
 
     def close(self) -> None:
-        """Release the write lock (reading stores hold nothing open)."""
-        if self._lock_fd is not None:
+        """Fold the journal into the index and release the write lock.
+
+        A checkpoint that fails here (disk full) loses nothing: the journal keeps every
+        commit and the next writer or reader uses it.
+        """
+        if self._lock_fd is None:
+            return
+        try:
+            if self._unapplied:
+                self.checkpoint()
+        except (OSError, StoreError):
+            pass
+        finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -219,15 +377,117 @@ class FeatureStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- the snapshot -----------------------------------------------------------------
+    def _signature(self, journal: str) -> tuple[int, ...]:
+        st = os.stat(self.path)
+        sig = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if journal:
+            try:
+                sig += (os.stat(self.dir / journal).st_size,)
+            except FileNotFoundError:
+                sig += (-1,)
+        return sig
+
+    def _snapshot(self) -> _Snapshot:
+        """The current view (a writer keeps its own; a reader reloads when files changed)."""
+        if self._lock_fd is not None and self._snap is not None:
+            return self._snap
+        if self._snap is not None:
+            try:
+                if self._signature(self._snap.journal) == self._snap.signature:
+                    return self._snap
+            except OSError:
+                pass
+        self._snap = self._load()
+        return self._snap
+
+    def _load(self) -> _Snapshot:
+        """Read the index and the journal records after it: a consistent snapshot.
+
+        A writer's checkpoint replaces the index and then removes the journal it replaced;
+        a reader that finds its journal gone has read an index that is no longer current
+        and reads again.
+        """
+        for _ in range(100):
+            try:
+                signature = self._signature("")
+                snap = self._read_index()
+                if not snap.journal:
+                    snap.signature = signature
+                    return snap
+                raw = (self.dir / snap.journal).read_bytes()
+            except FileNotFoundError:
+                time.sleep(0.01)
+                continue
+            except OSError as exc:
+                raise StoreError(f"{self.path}: unreadable ({exc})") from exc
+            records, size = _parse_journal(raw)
+            snap.journal_size = size
+            for rec in records:
+                if rec.get("seq", 0) > snap.applied:
+                    self._apply(snap, rec)
+            snap.signature = signature + (len(raw),)
+            return snap
+        raise StoreError(f"{self.path}: the index keeps changing while being read")
+
+    def _read_index(self) -> _Snapshot:
+        try:
+            with h5py.File(self.path, "r") as f:
+                version = int(f.attrs.get("format_version", 1))
+                journal = str(f.attrs.get("journal", ""))
+                applied = int(f.attrs.get("applied", 0))
+                entries: dict[str, dict[str, _Entry]] = {}
+                if "catalog" in f:
+                    raw = f["catalog"][:].tobytes()
+                    for line in raw.splitlines():
+                        rec = json.loads(line)
+                        e = _Entry(rec["key"], rec["extractor"], rec["file"], rec.get("meta"))
+                        entries.setdefault(safe_name(e.key), {})[safe_name(e.extractor)] = e
+                else:  # version 1: the external links are all there is
+                    for key, g in f["items"].items():
+                        name = g.attrs.get("key", key)
+                        name = name.decode() if isinstance(name, bytes) else str(name)
+                        for ex in g.keys():
+                            link = g.get(ex, getlink=True)
+                            entries.setdefault(key, {})[ex] = _Entry(name, ex, link.filename)
+        except FileNotFoundError:
+            raise
+        except (OSError, KeyError, ValueError) as exc:
+            raise StoreError(f"{self.path}: the index is damaged ({exc})") from exc
+        return _Snapshot(version, entries, journal, applied, applied, [], 0)
+
+    @staticmethod
+    def _apply(snap: _Snapshot, rec: dict[str, Any]) -> None:
+        for it in rec.get("items", []):
+            e = _Entry(it["key"], it["extractor"], it["file"], it.get("meta"))
+            snap.entries.setdefault(safe_name(e.key), {})[safe_name(e.extractor)] = e
+        snap.journal_log.extend(rec.get("log", []))
+        snap.seq = max(snap.seq, int(rec.get("seq", 0)))
+
+    def _journal_records(self, snap: _Snapshot) -> list[dict[str, Any]]:
+        if not snap.journal:
+            return []
+        try:
+            raw = (self.dir / snap.journal).read_bytes()
+        except FileNotFoundError:
+            return []
+        return [r for r in _parse_journal(raw)[0] if r.get("seq", 0) > snap.applied]
+
     # -- writing ----------------------------------------------------------------------
     def _require_writer(self) -> None:
         if self._lock_fd is None:
             raise StoreError(f"{self.path}: opened read-only")
 
     def _replace_index(self, tmp: Path) -> None:
-        fsync_path(tmp)
         os.replace(tmp, self.path)
         fsync_path(self.path.parent if str(self.path.parent) else Path("."), directory=True)
+
+    def _new_journal(self, applied: int) -> str:
+        name = f"journal-{applied}-{uuid.uuid4().hex[:8]}"
+        with open(self.dir / name, "wb") as j:
+            os.fsync(j.fileno())
+        fsync_path(self.dir, directory=True)
+        return name
 
     @property
     def staging_dir(self) -> Path:
@@ -249,86 +509,200 @@ class FeatureStore:
             staged_item_path(self.staging_dir, key, extractor), key, extractor, streams
         )
 
-    def commit(self, items: list[tuple[str, str, Path]], log: list[dict[str, Any]]) -> None:
+    def commit(
+        self,
+        items: list[tuple[str, str, Path]],
+        log: list[dict[str, Any]],
+        meta: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         """Make finished items visible and append run-log entries, atomically.
+
+        The items are renamed into place, then one record naming them is appended to the
+        journal and synced: the commit counts once that record is whole. Every
+        :data:`JOURNAL_LIMIT` commits (and when the writer closes) the journal is folded
+        into the index, so a commit costs the same however many items the store holds.
 
         Args:
             items: ``(key, extractor, staged_file)`` triples of finalized item files.
             log: run-log entries (JSON-serialisable dicts).
+            meta: ``{str(staged_file): describe_item(staged_file)}`` where already known
+                (the per-input work computes it); missing ones are computed here.
+
+        Raises:
+            StoreWriteError: the store could not be written (disk full...): the items of
+                this commit are not committed, everything committed before is intact.
         """
         self._require_writer()
         try:
-            self._commit(items, log)
+            self._commit(items, log, meta or {})
+        except StoreWriteError:
+            raise
         except OSError as exc:
-            raise StoreError(f"{self.path}: cannot write the store ({exc})") from exc
+            raise StoreWriteError(exc.filename or self.dir, exc) from exc
 
-    def _commit(self, items: list[tuple[str, str, Path]], log: list[dict[str, Any]]) -> None:
+    def _commit(
+        self,
+        items: list[tuple[str, str, Path]],
+        log: list[dict[str, Any]],
+        meta: dict[str, dict[str, Any]],
+    ) -> None:
+        snap = self._snapshot()
+        entries = []
         for key, extractor, staged in items:
+            m = meta.get(str(staged)) or describe_item(Path(staged))
             final = self.item_path(key, extractor)
+            rel = os.path.relpath(final, self.path.parent)
+            entries.append(_Entry(key, extractor, rel, m))
+        faults.point(_F_STAGED)
+        folders = set()
+        for (_, _, staged), e in zip(items, entries, strict=True):
+            final = self.path.parent / e.file
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, final)
-            fsync_path(final.parent, directory=True)
+            folders.add(final.parent)
+        for folder in folders:
+            fsync_path(folder, directory=True)
+        if folders:
+            fsync_path(self.dir / "items", directory=True)
+        faults.point(_F_RENAMED)
+        record = {"seq": snap.seq + 1, "items": [e.record() for e in entries], "log": log}
+        self._append_journal(snap, _journal_line(record))
+        faults.point(_F_JOURNALED)
+        self._apply(snap, record)
+        self._unapplied.append(record)
+        if len(self._unapplied) >= JOURNAL_LIMIT:
+            self.checkpoint()
+
+    def _append_journal(self, snap: _Snapshot, line: bytes) -> None:
+        path = self.dir / snap.journal
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            try:
+                if os.environ.get(faults.ENV) == _F_TORN:
+                    os.pwrite(fd, line[: len(line) // 2], snap.journal_size)
+                    os.fsync(fd)
+                    faults.point(_F_TORN)
+                written = 0
+                while written < len(line):
+                    written += os.pwrite(fd, line[written:], snap.journal_size + written)
+                os.fsync(fd)
+            except OSError as exc:
+                # a partial record must not stay in front of the next one
+                try:
+                    os.ftruncate(fd, snap.journal_size)
+                except OSError:
+                    pass
+                raise StoreWriteError(path, exc) from exc
+        finally:
+            os.close(fd)
+        snap.journal_size += len(line)
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Fold the journal into the index (done automatically; see :meth:`commit`).
+
+        The new index is written beside the old one with a new, empty journal, then
+        renamed over it; the old journal is removed last. A kill at any step leaves either
+        the old index with its journal or the new one with its own.
+        """
+        self._require_writer()
+        snap = self._snapshot()
+        if not self._unapplied and not force:
+            return
         tmp = self.staging_dir / f"index-{uuid.uuid4().hex}.h5"
         try:
-            self._write_index(tmp, items, log)
+            shutil.copyfile(self.path, tmp)
+            journal = self._new_journal(snap.seq)
+            guard = GuardedFile(tmp, "r+")
+            with open_h5(guard, "r+", libver=("v110", "latest")) as f:
+                self._fold(f, snap, self._unapplied)
+                f.attrs["journal"] = journal
+                f.attrs["applied"] = snap.seq
+            guard.sync_and_close()
+            faults.point(_F_CK_WRITTEN)
+            self._replace_index(tmp)
+        except OSError as exc:
+            raise StoreWriteError(exc.filename or self.path, exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
+        faults.point(_F_CK_REPLACED)
+        old = snap.journal
+        snap.journal, snap.applied, snap.journal_size, snap.version = (
+            journal,
+            snap.seq,
+            0,
+            STORE_VERSION,
+        )
+        self._unapplied = []
+        if old:
+            (self.dir / old).unlink(missing_ok=True)
 
-    def _write_index(
-        self, tmp: Path, items: list[tuple[str, str, Path]], log: list[dict[str, Any]]
-    ) -> None:
-        shutil.copyfile(self.path, tmp)
-        # the live index is never modified in place (copy, change, rename), so the newer
-        # compact file format is safe here and keeps per-item overhead small
-        with h5py.File(tmp, "a", libver=("v110", "latest")) as f:
-            for key, extractor, _ in items:
-                g = f.require_group(f"items/{safe_name(key)}")
-                if "key" not in g.attrs:  # fixed-length bytes: no global-heap block per commit
-                    g.attrs["key"] = np.bytes_(key.encode())
-                name = safe_name(extractor)
-                if name in g:
-                    del g[name]
-                rel = os.path.relpath(self.item_path(key, extractor), self.path.parent)
-                g[name] = h5py.ExternalLink(rel, "/")
-            if log:
-                ds = f["log"]
-                data = "".join(json.dumps(e, sort_keys=True) + "\n" for e in log).encode()
-                n0 = ds.shape[0]
-                ds.resize(n0 + len(data), axis=0)
-                ds[n0:] = np.frombuffer(data, np.uint8)
-        self._replace_index(tmp)
+    def _fold(self, f: h5py.File, snap: _Snapshot, records: list[dict[str, Any]]) -> None:
+        """Write journal records (or, upgrading, every entry) into an open index copy."""
+        if "catalog" not in f:  # upgrading a version-1 store: every entry goes in
+            f.create_dataset(
+                "catalog",
+                shape=(0,),
+                maxshape=(None,),
+                dtype="u1",
+                chunks=(65536,),
+                compression="gzip",
+                compression_opts=4,
+            )
+            f.attrs["format_version"] = STORE_VERSION
+            records = [
+                {"items": [e.record() for by in snap.entries.values() for e in by.values()]}
+            ] + records
+        items = [it for rec in records for it in rec.get("items", [])]
+        for it in items:
+            g = f.require_group(f"items/{safe_name(it['key'])}")
+            if "key" not in g.attrs:  # fixed-length bytes: no global-heap block per commit
+                g.attrs["key"] = np.bytes_(it["key"].encode())
+            name = safe_name(it["extractor"])
+            if name in g:
+                del g[name]
+            g[name] = h5py.ExternalLink(it["file"], "/")
+        lines = "".join(json.dumps(it, sort_keys=True) + "\n" for it in items).encode()
+        _append_bytes(f["catalog"], lines)
+        log = [e for rec in records for e in rec.get("log", [])]
+        if log:
+            _append_bytes(
+                f["log"], "".join(json.dumps(e, sort_keys=True) + "\n" for e in log).encode()
+            )
 
     # -- reading ----------------------------------------------------------------------
-    def _index(self) -> h5py.File:
-        return h5py.File(self.path, "r")
+    def _entry(self, key: str, extractor: str) -> _Entry:
+        e = self._snapshot().entries.get(safe_name(key), {}).get(safe_name(extractor))
+        if e is None:
+            raise KeyError(f"{self.path}: no item {key!r} x {extractor!r}")
+        return e
 
     def items(self) -> list[str]:
         """Input keys that hold at least one item."""
-        with self._index() as f:
-            return sorted(f["items"].keys())
+        return sorted(k for k, v in self._snapshot().entries.items() if v)
 
     def extractors(self, key: str) -> list[str]:
         """Extractors stored for an input."""
-        with self._index() as f:
-            g = f["items"].get(safe_name(key))
-            return sorted(g.keys()) if g is not None else []
+        return sorted(self._snapshot().entries.get(safe_name(key), {}))
 
     def _item_file(self, key: str, extractor: str) -> Path:
-        with self._index() as f:
-            g = f["items"].get(safe_name(key))
-            if g is None or safe_name(extractor) not in g:
-                raise KeyError(f"{self.path}: no item {key!r} x {extractor!r}")
-            link = g.get(safe_name(extractor), getlink=True)
-        return self._linked(link)
+        return (self.path.parent / self._entry(key, extractor).file).resolve()
 
-    def _linked(self, link: h5py.ExternalLink) -> Path:
-        """The item file an index link points at (links are relative to the index)."""
-        return (self.path.parent / link.filename).resolve()
+    def item_meta(self, key: str, extractor: str) -> dict[str, Any] | None:
+        """What the index keeps about an item (size, checksums, attributes, streams), or
+        None for an item of an older store that was never described."""
+        return self._entry(key, extractor).meta
 
     def item_attrs(self, key: str, extractor: str) -> dict[str, Any] | None:
-        """Provenance attributes of an item (JSON values decoded); None if absent."""
+        """Provenance attributes of an item (JSON values decoded); None if absent.
+
+        Read from the index; the item file is opened only for stores written before the
+        index kept them. An item whose file is gone is absent.
+        """
         try:
-            path = self._item_file(key, extractor)
+            e = self._entry(key, extractor)
+            path = self.path.parent / e.file
+            if e.meta is not None:
+                return dict(e.meta["attrs"]) if path.exists() else None
             with h5py.File(path, "r") as f:
                 if not f.attrs.get("complete", False):
                     return None
@@ -336,33 +710,74 @@ class FeatureStore:
         except (KeyError, OSError):
             return None
 
-    def catalog(self) -> list[ItemInfo]:
-        """Every complete item with what identifies it, opening the index and each item once.
+    def check_item(self, key: str, extractor: str, full: bool = False) -> str | None:
+        """Why an item's file is not what was committed, or None when it checks out.
 
-        Unreadable or incomplete items are left out (``emofeat inspect`` reports them).
+        The cheap check (always made before a rerun skips an item) compares the file's
+        size and the digest of its first and last 32 KiB with the index; ``full=True``
+        hashes the whole file (``emofeat verify``, ``emofeat extract --verify``). Items of
+        older stores without checksums are checked by opening them.
+        """
+        e = self._entry(key, extractor)
+        path = self.path.parent / e.file
+        try:
+            size = path.stat().st_size
+            if e.meta is None or "sha256" not in e.meta:
+                with h5py.File(path, "r") as f:
+                    return None if f.attrs.get("complete", False) else "incomplete"
+            if size != e.meta["size"]:
+                return f"size {size} bytes, {e.meta['size']} committed"
+            if full:
+                _, sha, _ = file_digests(path)
+                ok = sha == e.meta["sha256"]
+            else:
+                ok = edge_digest(path, size) == e.meta["edges"]
+            return None if ok else "checksum mismatch (the file changed since it was committed)"
+        except FileNotFoundError:
+            return f"file missing ({path})"
+        except OSError as exc:
+            return f"unreadable ({exc.strerror or exc})"
+
+    def item_bytes(self, key: str, extractor: str) -> int:
+        """Committed size of an item's file in bytes (0 if unknown)."""
+        meta = self._entry(key, extractor).meta
+        return int(meta.get("size", 0)) if meta else 0
+
+    def catalog(self) -> list[ItemInfo]:
+        """Every complete item with what identifies it, from the index alone.
+
+        Items of older stores not yet described are opened; unreadable or incomplete ones
+        are left out (``emofeat verify`` reports them).
         """
         out: list[ItemInfo] = []
-        with self._index() as f:
-            links = [
-                (key, ex, f["items"][key].get(ex, getlink=True))
-                for key in f["items"].keys()
-                for ex in f["items"][key].keys()
-            ]
-        for key, ex, link in links:
-            try:
-                with h5py.File(self._linked(link), "r") as item:
-                    if not item.attrs.get("complete", False):
-                        continue
-                    attrs = decode_attrs(item.attrs)
-                    names = tuple(sorted(n for n in item.keys() if n != "frames"))
-                    n = int(item["frames/times"].shape[0]) if "frames/times" in item else 0
-            except OSError:
-                continue
-            out.append(ItemInfo(self, key, ex, names, n, attrs))
+        for by_ex in self._snapshot().entries.values():
+            for e in by_ex.values():
+                if e.meta is not None:
+                    names = tuple(sorted(s["name"] for s in e.meta["streams"]))
+                    out.append(
+                        ItemInfo(
+                            self, e.key, e.extractor, names, e.meta["n_frames"], e.meta["attrs"]
+                        )
+                    )
+                    continue
+                try:
+                    with h5py.File(self.path.parent / e.file, "r") as item:
+                        if not item.attrs.get("complete", False):
+                            continue
+                        attrs = decode_attrs(item.attrs)
+                        names = tuple(sorted(n for n in item.keys() if n != "frames"))
+                        n = int(item["frames/times"].shape[0]) if "frames/times" in item else 0
+                except OSError:
+                    continue
+                out.append(ItemInfo(self, e.key, e.extractor, names, n, attrs))
+        out.sort(key=lambda i: (safe_name(i.key), safe_name(i.extractor)))
         return out
 
     def streams(self, key: str, extractor: str) -> list[str]:
         """Stream names of an item."""
+        meta = self._entry(key, extractor).meta
+        if meta is not None:
+            return sorted(s["name"] for s in meta["streams"])
         with h5py.File(self._item_file(key, extractor), "r") as f:
             return sorted(n for n in f.keys() if n != "frames")
 
@@ -437,10 +852,19 @@ class FeatureStore:
 
     def run_log(self) -> pd.DataFrame:
         """Every recorded outcome, oldest first, as a DataFrame."""
-        with self._index() as f:
-            raw = f["log"][:].tobytes().decode()
-        entries = [json.loads(line) for line in raw.splitlines() if line]
-        return pd.DataFrame(entries)
+        for _ in range(100):
+            snap = self._snapshot()
+            try:
+                with h5py.File(self.path, "r") as f:
+                    if int(f.attrs.get("applied", 0)) != snap.applied:
+                        self._snap = None  # a checkpoint happened in between: read again
+                        continue
+                    raw = f["log"][:].tobytes().decode()
+            except FileNotFoundError:
+                continue
+            entries = [json.loads(line) for line in raw.splitlines() if line]
+            return pd.DataFrame(entries + snap.journal_log)
+        raise StoreError(f"{self.path}: the index keeps changing while being read")
 
     def stored_input(self, key: str, extra: dict[str, Path] | None = None) -> StoredInput:
         """Access to the streams of one input, for ``features`` extractors."""
@@ -489,6 +913,13 @@ class ItemInfo:
     def settings(self) -> dict[str, Any]:
         """The extractor settings the item was made with."""
         return dict((self.attrs.get("config") or {}).get("settings") or {})
+
+
+def _append_bytes(ds: h5py.Dataset, data: bytes) -> None:
+    """Append bytes to a growable one-dimensional ``u1`` dataset."""
+    n0 = ds.shape[0]
+    ds.resize(n0 + len(data), axis=0)
+    ds[n0:] = np.frombuffer(data, np.uint8)
 
 
 def open_store(path: str | os.PathLike) -> FeatureStore:

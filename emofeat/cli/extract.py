@@ -13,7 +13,13 @@ from rich.markup import escape
 from emofeat.api import extract as extract_features
 from emofeat.api import set_compute_threads
 from emofeat.cli.output import console
-from emofeat.errors import ConfigError, EmofeatError, StoreError, UnknownExtractorError
+from emofeat.errors import (
+    ConfigError,
+    EmofeatError,
+    StoreError,
+    StoreWriteError,
+    UnknownExtractorError,
+)
 from emofeat.models import LicenseNotAcceptedError
 
 
@@ -100,6 +106,19 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
     help="Chunks decoded ahead in a background thread (0: no overlap).",
 )
 @click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash every stored item in full before skipping it as unchanged (redo damaged ones).",
+)
+@click.option(
+    "--stall-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Fail an input when its decoding makes no progress for this long (0: never).",
+)
+@click.option(
     "--scheduler",
     metavar="ADDRESS",
     help="Run on a Dask cluster: the scheduler's address (tcp://host:8786) or scheduler file.",
@@ -136,6 +155,8 @@ def extract(
     image_fps,
     threads,
     prefetch,
+    verify,
+    stall_timeout,
     scheduler,
     scheduler_timeout,
     no_shared_fs,
@@ -165,6 +186,8 @@ def extract(
             image_fps=image_fps,
             recursive=not no_recursive,
             prefetch=prefetch,
+            stall_timeout=stall_timeout,
+            verify=verify,
             scheduler=scheduler,
             shared_fs=False if no_shared_fs else None,
             scheduler_timeout=scheduler_timeout,
@@ -174,6 +197,9 @@ def extract(
         )
     except (ConfigError, UnknownExtractorError, LicenseNotAcceptedError) as exc:
         raise click.UsageError(str(exc)) from None  # nothing was run
+    except StoreWriteError as exc:  # a full disk before anything ran
+        console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
     except StoreError as exc:  # the store cannot be opened: nothing was run
         console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
