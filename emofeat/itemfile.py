@@ -47,12 +47,13 @@ class GuardedFile(io.RawIOBase):
     """A file for h5py's file-object driver that never lets HDF5 see a failed write.
 
     Why not let h5py write the path itself: when a write fails inside HDF5 (a full disk),
-    its metadata cache is left half-updated, and closing the file, or merely freeing a
-    dataset object that still points into it, can crash the interpreter (measured: a
-    segmentation fault on a full tmpfs). Here the first failed write is remembered and every
-    later one dropped, so HDF5 carries on and closes cleanly; the owner then discards the
-    file and raises :class:`~emofeat.errors.StoreWriteError` (:meth:`check`). Unbuffered, so
-    no data waits in a Python buffer that a later seek would have to flush.
+    HDF5 is left in a state where a later call, even on another file, can crash the
+    interpreter (measured: segmentation faults on a full tmpfs). Here the first failed write
+    is remembered, and from then on writes go to memory and reads see them, so HDF5 finds a
+    consistent file, carries on and closes cleanly; the owner then discards the file and
+    raises :class:`~emofeat.errors.StoreWriteError` (:meth:`check`), which it does at its next
+    step, so little is held in memory. Unbuffered (``pread``/``pwrite``): no data waits in a
+    Python buffer.
 
     Args:
         path: the file.
@@ -62,11 +63,15 @@ class GuardedFile(io.RawIOBase):
     def __init__(self, path: str | os.PathLike, mode: str = "w") -> None:
         super().__init__()
         self.path = Path(path)
+        flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if mode == "w" else 0)
         try:
-            self._f = open(path, "w+b" if mode == "w" else "r+b", buffering=0)  # noqa: SIM115
+            self._fd = os.open(path, flags, 0o644)
         except OSError as exc:
             raise StoreWriteError(path, exc) from exc
+        self._pos = 0
         self.error: OSError | None = None
+        self._size = 0  # the file's size as HDF5 sees it, once writes go to memory
+        self._kept: list[tuple[int, bytes]] = []  # writes after the failure, in order
 
     def readable(self) -> bool:
         return True
@@ -77,33 +82,59 @@ class GuardedFile(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    def _eof(self) -> int:
+        return self._size if self.error is not None else os.fstat(self._fd).st_size
+
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self._f.seek(offset, whence)
+        base = {0: 0, 1: self._pos, 2: self._eof()}[whence]
+        self._pos = base + offset
+        return self._pos
 
     def tell(self) -> int:
-        return self._f.tell()
+        return self._pos
 
     def readinto(self, buffer: Any) -> int:
-        return self._f.readinto(buffer)  # type: ignore[no-any-return]
+        view = memoryview(buffer).cast("B")
+        data = os.pread(self._fd, len(view), self._pos)
+        got = len(data)
+        view[:got] = data
+        if self.error is not None:  # what HDF5 wrote since is in memory
+            want = max(got, min(self._pos + len(view), self._size) - self._pos)
+            view[got:want] = bytes(want - got)
+            got = want
+            for off, blob in self._kept:
+                lo, hi = max(off, self._pos), min(off + len(blob), self._pos + got)
+                if lo < hi:
+                    view[lo - self._pos : hi - self._pos] = blob[lo - off : hi - off]
+        self._pos += got
+        return got
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         if self.error is None:
             try:
                 done = 0
-                while done < len(view):  # a raw write may be partial
-                    done += self._f.write(view[done:]) or 0
+                while done < len(view):  # a write may be partial
+                    done += os.pwrite(self._fd, view[done:], self._pos + done)
             except OSError as exc:
                 self.error = exc
+                self._size = os.fstat(self._fd).st_size
+        if self.error is not None:
+            self._kept.append((self._pos, bytes(view)))
+            self._size = max(self._size, self._pos + len(view))
+        self._pos += len(view)
         return len(view)
 
     def truncate(self, size: int | None = None) -> int:
+        size = self._pos if size is None else size
         if self.error is None:
             try:
-                return self._f.truncate(size)
+                os.ftruncate(self._fd, size)
+                return size
             except OSError as exc:
                 self.error = exc
-        return size or 0
+        self._size = size
+        return size
 
     def flush(self) -> None:
         pass  # unbuffered
@@ -113,25 +144,30 @@ class GuardedFile(io.RawIOBase):
         if self.error is not None:
             raise StoreWriteError(self.path, self.error)
 
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._kept = []
+        self.close()
+
     def sync_and_close(self) -> None:
         """fsync and close; raises :class:`StoreWriteError` if any write (or the fsync) failed."""
         try:
             if self.error is None:
                 try:
-                    os.fsync(self._f.fileno())
+                    os.fsync(self._fd)
                 except OSError as exc:
                     self.error = exc
         finally:
-            self._f.close()
-            self.close()
+            self._close_fd()
         self.check()
 
     def discard(self) -> None:
         """Close without syncing and delete the file."""
         try:
-            self._f.close()
+            self._close_fd()
         finally:
-            self.close()
             self.path.unlink(missing_ok=True)
 
 
@@ -292,6 +328,13 @@ class ItemWriter:
             StoreWriteError: an earlier write to this item's file failed (disk full...).
         """
         self.guard.check()
+        try:
+            self._append(rows, labels)
+        except Exception:
+            self.guard.check()  # a failed write explains what went wrong after it
+            raise
+
+    def _append(self, rows: Rows, labels: tuple[str, ...] | None) -> None:
         if rows.stream not in self.file:
             spec = self.specs.get(rows.stream)
             g = self._create(rows, rows.labels or labels or (spec.labels if spec else None))

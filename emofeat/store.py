@@ -31,6 +31,7 @@ import shutil
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -738,6 +739,27 @@ class FeatureStore:
         except OSError as exc:
             return f"unreadable ({exc.strerror or exc})"
 
+    def verify(self, on_item: Callable[[str, str, int], None] | None = None) -> list[ItemProblem]:
+        """Check every committed item against its checksum, reading each file once.
+
+        Args:
+            on_item: called after each item with ``(key, extractor, bytes read)`` (progress).
+
+        Returns:
+            The damaged or missing items (empty when every item checks out).
+        """
+        problems = []
+        for by_ex in sorted(self._snapshot().entries.items()):
+            for _, e in sorted(by_ex[1].items()):
+                why = self.check_item(e.key, e.extractor, full=True)
+                if why is not None:
+                    problems.append(
+                        ItemProblem(e.key, e.extractor, str(self.path.parent / e.file), why)
+                    )
+                if on_item is not None:
+                    on_item(e.key, e.extractor, int((e.meta or {}).get("size", 0)))
+        return problems
+
     def item_bytes(self, key: str, extractor: str) -> int:
         """Committed size of an item's file in bytes (0 if unknown)."""
         meta = self._entry(key, extractor).meta
@@ -876,6 +898,16 @@ class FeatureStore:
                 continue
         files.update(extra or {})
         return StoredInput(key, files)
+
+
+@dataclass(frozen=True)
+class ItemProblem:
+    """A committed item whose file is damaged or missing (:meth:`FeatureStore.verify`)."""
+
+    key: str
+    extractor: str
+    file: str
+    problem: str
 
 
 @dataclass(frozen=True, eq=False)

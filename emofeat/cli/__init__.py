@@ -2,8 +2,8 @@
 
 One module per command family: :mod:`~emofeat.cli.extract`, :mod:`~emofeat.cli.plugins`,
 :mod:`~emofeat.cli.inspect`, :mod:`~emofeat.cli.samples`, :mod:`~emofeat.cli.models`,
-:mod:`~emofeat.cli.recipe`; :mod:`~emofeat.cli.output` holds the two consoles. Plugins add
-their commands last (:func:`emofeat.plugins.add_plugin_commands`).
+:mod:`~emofeat.cli.recipe`, :mod:`~emofeat.cli.verify`; :mod:`~emofeat.cli.output` holds the
+two consoles. Plugins add their commands last (:func:`emofeat.plugins.add_plugin_commands`).
 
 The heavy stacks are imported only by the commands that need them: ``emofeat --version``
 and ``emofeat --help`` import no torch.
@@ -15,7 +15,7 @@ import click
 
 from emofeat._version import __version__
 from emofeat.api import build_jobs  # scripts import it from here
-from emofeat.cli import extract, inspect, models, plugins, recipe, samples
+from emofeat.cli import extract, inspect, models, plugins, recipe, samples, verify
 from emofeat.cli.plugins import plugin_rows
 from emofeat.plugins import add_plugin_commands
 
@@ -31,6 +31,7 @@ def cli() -> None:
     emofeat extract --plugin egemaps --plugin functionals videos/ -o feats.h5
     emofeat plugins
     emofeat inspect feats.h5
+    emofeat verify feats.h5
     """
 
 
@@ -41,6 +42,7 @@ cli.add_command(inspect.inspect)
 cli.add_command(samples.sample)
 cli.add_command(models.models)
 cli.add_command(recipe.recipe)
+cli.add_command(verify.verify)
 
 
 def main() -> None:

@@ -29,23 +29,21 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
     items: list[dict[str, Any]] = []
     for key in store.items():
         for ex in store.extractors(key):
-            attrs = store.item_attrs(key, ex)
+            # the index keeps what is shown here: no item file is opened (emofeat verify
+            # checks the files); items of older stores not yet described are read
+            meta = store.item_meta(key, ex)
+            attrs = meta["attrs"] if meta is not None else store.item_attrs(key, ex)
             if attrs is None:
                 items.append({"key": key, "extractor": ex, "status": "missing or incomplete"})
                 continue
-            streams = []
-            for st in store.streams(key, ex):
-                native = store.read(key, ex, st)
-                al = store.read(key, ex, st, aligned=True)
-                streams.append(
-                    {
-                        "name": st,
-                        "rows": int(native.data.shape[0]),
-                        "dims": int(native.data.shape[1]),
-                        "frames": int(al.data.shape[0]),
-                        "coverage": float(al.mask.mean()) if len(al.mask) else 0.0,
-                    }
-                )
+            streams = (
+                [
+                    {k: s[k] for k in ("name", "rows", "dims", "frames", "coverage")}
+                    for s in meta["streams"]
+                ]
+                if meta is not None
+                else _read_streams(store, key, ex)
+            )
             items.append(
                 {
                     "key": key,
@@ -162,3 +160,21 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
             )
             if isinstance(tb, str) and tb:  # a plugin's failure: where it happened
                 out.print(escape("    " + tb.rstrip().replace("\n", "\n    ")), highlight=False)
+
+
+def _read_streams(store: Any, key: str, ex: str) -> list[dict[str, Any]]:
+    """Stream shapes read from an item file (stores written before the index kept them)."""
+    streams = []
+    for st in store.streams(key, ex):
+        native = store.read(key, ex, st)
+        al = store.read(key, ex, st, aligned=True)
+        streams.append(
+            {
+                "name": st,
+                "rows": int(native.data.shape[0]),
+                "dims": int(native.data.shape[1]),
+                "frames": int(al.data.shape[0]),
+                "coverage": float(al.mask.mean()) if len(al.mask) else 0.0,
+            }
+        )
+    return streams
