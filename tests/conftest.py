@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -130,3 +131,33 @@ def build_synth_features(
 def synth_abaw(tmp_path_factory) -> tuple[Path, Path]:
     """16 synthetic videos of 10 s with features (shared by the recipe and generator tests)."""
     return build_synth_features(tmp_path_factory.mktemp("abaw"), 16, 10.0, split=False)
+
+
+@pytest.fixture
+def tmpfs(tmp_path) -> Iterator[Callable[[int], Path]]:
+    """``mount(size)``: a fresh tmpfs of ``size`` bytes at a new folder; unmounted after."""
+    if os.geteuid() != 0:
+        pytest.fail("the disk-full tests mount a tmpfs: run the suite as root (CI does)")
+    mounted: list[Path] = []
+
+    def mount(size: int) -> Path:
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        res = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs as root: {res.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def grow_tmpfs(where: Path, size: int) -> None:
+    """Make room on a tmpfs of the ``tmpfs`` fixture: its new size in bytes."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(where)], check=True)

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import grow_tmpfs, run_cli
 
 from emofeat.models import (
     LicenseNotAcceptedError,
@@ -124,6 +124,21 @@ def test_url_download_with_progress_and_checksum(server, tmp_path):
     # cached: no second request
     n = len(handler.requests)
     assert cache.path(model) == folder and len(handler.requests) == n
+
+
+def test_full_disk_while_fetching_is_a_clear_error_and_leaves_no_partial_model(server, tmpfs):
+    handler, base = server
+    handler.files["/w.bin"] = PAYLOAD
+    disk = tmpfs(1536 << 10)  # room for the download (1 MiB), not for its copy in the cache
+    cache = ModelCache(disk / "cache", progress=_Recorder())
+    model = _model(base + "/w.bin")
+    with pytest.raises(ModelUnavailableError, match="No space left on device") as err:
+        cache.fetch(model)
+    assert str(disk / "cache") in str(err.value)  # names the file it could not write
+    assert not cache.is_cached(model)
+    assert not [p for p in (disk / "cache").rglob("*") if p.is_file() and p.suffix == ".tmp"]
+    grow_tmpfs(disk, 8 << 20)
+    assert (cache.fetch(model) / "weights.bin").read_bytes() == PAYLOAD
 
 
 def test_interrupted_download_resumes_with_range(server, tmp_path):

@@ -9,16 +9,13 @@ suite as root in CI). Kill tests set ``EMOFEAT_FAULT`` to a fault point of
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
+from conftest import grow_tmpfs, run_cli
 
 import emofeat
 from emofeat import faults
@@ -61,35 +58,6 @@ def assert_same_data(a: Path, b: Path) -> None:
         pd.testing.assert_frame_equal(fa[name], fb[name], check_exact=True, obj=str(name))
 
 
-@pytest.fixture
-def tmpfs(tmp_path) -> Iterator[callable]:
-    """``mount(size)``: a fresh tmpfs of ``size`` bytes at a new folder; unmounted after."""
-    if os.geteuid() != 0:
-        pytest.fail("the disk-full tests mount a tmpfs: run the suite as root (CI does)")
-    mounted: list[Path] = []
-
-    def mount(size: int) -> Path:
-        where = tmp_path / f"disk{len(mounted)}"
-        where.mkdir()
-        res = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-            capture_output=True,
-            text=True,
-        )
-        if res.returncode != 0:
-            pytest.fail(f"cannot mount a tmpfs as root: {res.stderr.strip()}")
-        mounted.append(where)
-        return where
-
-    yield mount
-    for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def _grow(where: Path, size: int) -> None:
-    subprocess.run(["mount", "-o", f"remount,size={size}", str(where)], check=True)
-
-
 # the store of this run needs about 500 KB: each size runs out at a different step (the
 # index, the journal, an item file, the checkpoint at the end)
 @pytest.mark.parametrize("size", [16 << 10, 48 << 10, 128 << 10, 256 << 10, 384 << 10])
@@ -110,7 +78,7 @@ def test_disk_full_stops_cleanly_keeps_commits_and_resumes(inputs, clean, tmpfs,
         kept = {k: committed.item_attrs(k, "egemaps")["item_id"] for k in committed.items()}
     else:
         kept = {}
-    _grow(disk, 64 << 20)
+    grow_tmpfs(disk, 64 << 20)
     again = run_cli(*args)
     assert again.returncode == 0, again.stdout + again.stderr
     store = emofeat.open_store(out)

@@ -196,10 +196,14 @@ class ModelCache:
             target = folder / f.name
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp_target = target.with_name(target.name + ".tmp")
-            shutil.copyfile(staged[f.name], tmp_target)
-            with open(tmp_target, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp_target, target)
+            try:
+                shutil.copyfile(staged[f.name], tmp_target)
+                with open(tmp_target, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp_target, target)
+            except OSError:
+                tmp_target.unlink(missing_ok=True)  # a full disk leaves no partial copy
+                raise
         write_atomic(
             folder / ".complete",
             json.dumps(
