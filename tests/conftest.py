@@ -161,3 +161,18 @@ def tmpfs(tmp_path) -> Iterator[Callable[[int], Path]]:
 def grow_tmpfs(where: Path, size: int) -> None:
     """Make room on a tmpfs of the ``tmpfs`` fixture: its new size in bytes."""
     subprocess.run(["mount", "-o", f"remount,size={size}", str(where)], check=True)
+
+
+def as_store_format_1(store_path: Path) -> None:
+    """Make a store look written by an emofeat of store format 1 (no catalog, no journal:
+    only the external links and the run log), as tests of older stores need: its item files
+    may then be edited as an older emofeat left them."""
+    import h5py
+
+    with h5py.File(store_path, "r+") as f:
+        del f["catalog"]
+        del f.attrs["journal"]
+        del f.attrs["applied"]
+        f.attrs["format_version"] = 1
+    for journal in Path(f"{store_path}.d").glob("journal-*"):
+        journal.unlink()

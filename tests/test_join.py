@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import as_store_format_1, run_cli
 
 from emofeat.store import open_store
 from emofeat_recipes.datasets.affwild2 import SPLITS, AffWild2
@@ -174,6 +174,7 @@ def test_plan_extracts_only_what_the_stores_lack(small, tmp_path):
 
     item = index.lookup(tracks[0], "egemaps", "lld", "audio")
     path = item.store.item_path(item.key, "egemaps")
+    as_store_format_1(store)  # what an older emofeat left
     with h5py.File(path, "a") as f:
         f.attrs["alignment"] = "nearest-centre-covering-v1"
     again = build_plan(ds, FeatureIndex([open_store(store)]), tracks, inputs, extract, store)

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import emofeat_cmd, run_cli
+from conftest import as_store_format_1, emofeat_cmd, run_cli
 
 import emofeat
 from emofeat import jobs
@@ -156,7 +156,7 @@ def test_items_aligned_under_an_older_rule_are_reported_then_redone(tmp_path):
     assert store.item_attrs("clip", "egemaps")["alignment"] == ALIGNMENT_RULE
     ids = {k: store.item_attrs(k, "egemaps")["item_id"] for k in ("clip", "voice")}
     # what an older emofeat left: a store of format 1 with an item recording the v1 rule
-    _as_format_1(out)
+    as_store_format_1(out)
     with h5py.File(store.item_path("clip", "egemaps"), "r+") as f:
         f.attrs["alignment"] = "nearest-centre-covering-v1"
     insp = run_cli("inspect", str(out))
@@ -194,18 +194,6 @@ def test_items_aligned_under_an_older_rule_are_reported_then_redone(tmp_path):
     assert store.item_attrs("clip", "egemaps")["item_id"] == redone
     log = store.run_log()
     assert set(log[(log["event"] == "input")].tail(2)["status"]) == {"unchanged"}
-
-
-def _as_format_1(store_path: Path) -> None:
-    """Make a store look written by an emofeat of store format 1 (no catalog, no journal:
-    only the external links and the run log)."""
-    with h5py.File(store_path, "r+") as f:
-        del f["catalog"]
-        del f.attrs["journal"]
-        del f.attrs["applied"]
-        f.attrs["format_version"] = 1
-    for journal in Path(f"{store_path}.d").glob("journal-*"):
-        journal.unlink()
 
 
 class _Counter(emofeat.Extractor):
