@@ -126,6 +126,7 @@ def extract(
     config_file: str | os.PathLike | None = None,
     overwrite: bool = False,
     verify: bool = False,
+    compact_at: int = 1000,
     workers: int = 1,
     device: str = "cpu",
     grid_rate: float = 100.0,
@@ -167,6 +168,9 @@ def extract(
         verify: before leaving an item as unchanged, hash its whole file and compare with
             the checksum recorded at commit (without it: the file's size and the digest of
             its first and last 32 KiB). Damaged items are redone.
+        compact_at: at the end of the run, merge the store's item files smaller than 1 MiB
+            into shard files when there are at least this many (0: never; see
+            docs/store.md, compaction).
         grid_rate: frame-grid rate in Hz for audio-only inputs.
         image_fps: frame rate in Hz of image-sequence folders.
         recursive: search folders recursively.
@@ -216,6 +220,7 @@ def extract(
     options = RunOptions(
         overwrite=overwrite,
         verify=verify,
+        compact_at=compact_at,
         workers=workers,
         device=device,
         grid_rate=grid_rate,

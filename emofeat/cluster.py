@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from emofeat.errors import ConfigError, EmofeatError, StoreWriteError
+from emofeat.itemfile import export_item
 from emofeat.jobs import InputResult, Job, ProgressFn, RunOptions, retain_extractors
 from emofeat.store import FeatureStore, staged_item_path
 
@@ -315,7 +316,7 @@ def run_on_dask(
     for path, key, jobs, stored in pending:
         stored_bytes: dict[str, bytes] = {}
         if ship:  # the workers cannot read committed items: send the ones this input needs
-            stored_bytes = {ex: Path(p).read_bytes() for ex, p in stored.items()}
+            stored_bytes = {ex: export_item(ref) for ex, ref in stored.items()}
         fut = client.submit(
             run_task,
             path,

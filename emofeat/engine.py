@@ -172,11 +172,15 @@ def plan_jobs(
     return [j for j in jobs if j in todo], unchanged  # keep the run's order
 
 
-def _stored_items(store: FeatureStore, key: str, jobs: list[Job]) -> dict[str, str]:
-    """The committed item files of ``key`` that jobs may read (masks, features), as data."""
+def _stored_items(store: FeatureStore, key: str, jobs: list[Job]) -> dict[str, Any]:
+    """Where the committed items of ``key`` that jobs may read are (masks, features), as
+    plain data (:data:`emofeat.itemfile.ItemRef`: a path, or a shard and group)."""
     if not any(j.cls.modality == FEATURES or j.config.get("mask") for j in jobs):
         return {}
-    return {ex: str(p) for ex, p in store.stored_input(key).files.items()}
+    return {
+        ex: ref if isinstance(ref, tuple) else str(ref)
+        for ex, ref in store.stored_input(key).files.items()
+    }
 
 
 @dataclass
@@ -188,6 +192,8 @@ class RunSummary:
     problems: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     stopped: str = ""  # why the run stopped early (the store could not be written)
+    compaction: Any = None  # emofeat.store.CompactionResult when the run compacted the store
+    notes: list[str] = field(default_factory=list)  # for the user, not failures
     not_attempted: int = 0  # inputs left when it stopped
 
     def count(self, status: str) -> int:
@@ -290,9 +296,11 @@ def run(
     except _Stop as stop:
         summary.stopped = str(stop)
         summary.not_attempted = max(0, len(inputs) - len(summary.results))
-    summary.seconds = time.perf_counter() - t0
     if summary.stopped:  # the store cannot be written: no run-end entry either
+        summary.seconds = time.perf_counter() - t0
         return summary
+    _compact_if_due(store, options, summary)
+    summary.seconds = time.perf_counter() - t0
     end = coord.entry(
         event="run-end",
         seconds=round(summary.seconds, 3),
@@ -300,12 +308,23 @@ def run(
         skipped=summary.count("skipped"),
         unchanged=summary.count("unchanged"),
         failed=summary.count("failed"),
+        compacted=summary.compaction.items if summary.compaction else 0,
     )
     try:
         store.commit([], [end])
     except StoreWriteError as exc:
         summary.stopped = str(exc)
     return summary
+
+
+def _compact_if_due(store: FeatureStore, options: RunOptions, summary: RunSummary) -> None:
+    """Merge small item files into shards once the store holds ``options.compact_at``."""
+    if options.compact_at <= 0 or store.loose_items() < options.compact_at:
+        return
+    try:
+        summary.compaction = store.compact()
+    except StoreWriteError as exc:  # nothing lost: the items stay files of their own
+        summary.notes.append(f"compaction not done: {exc} (run emofeat compact later)")
 
 
 def _run_inputs(

@@ -13,6 +13,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -457,19 +458,49 @@ class ItemWriter:
         self.guard.discard()
 
 
-class StoredInput:
-    """The streams stored for one input, read lazily (given to ``features`` extractors)."""
+ItemRef = str | Path | tuple[str, str]
+"""Where a committed item lives: an item file of its own (a path), or a group of a shard
+file, ``(shard path, "/<key>/<extractor>")`` (see :meth:`emofeat.store.FeatureStore.compact`).
+Plain data, so it travels to worker processes."""
 
-    def __init__(self, key: str, files: dict[str, Path]) -> None:
+
+@contextmanager
+def open_item(ref: ItemRef) -> Iterator[h5py.Group]:
+    """The item's root group (the file's ``/``, or its group in a shard), for reading."""
+    path, group = ref if isinstance(ref, tuple) else (str(ref), "/")
+    with h5py.File(path, "r") as f:
+        yield f[group]
+
+
+def export_item(ref: ItemRef) -> bytes:
+    """An item as the bytes of an item file of its own (to send it to another machine)."""
+    if not isinstance(ref, tuple):
+        return Path(ref).read_bytes()
+    buf = io.BytesIO()
+    with open_item(ref) as src, h5py.File(buf, "w") as dst:
+        for name in src:
+            src.copy(src[name], dst, name=name)
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+    return buf.getvalue()
+
+
+class StoredInput:
+    """The streams stored for one input, read lazily (given to ``features`` extractors).
+
+    ``files`` maps extractor names to where their items are (:data:`ItemRef`).
+    """
+
+    def __init__(self, key: str, files: dict[str, Any]) -> None:
         self.key = key
         self.files = files
 
     def streams(self) -> list[tuple[str, str, str]]:
         """``(extractor, stream, level)`` for every stored stream."""
         out = []
-        for ex, path in sorted(self.files.items()):
+        for ex, ref in sorted(self.files.items()):
             try:
-                with h5py.File(path, "r") as f:
+                with open_item(ref) as f:
                     for name in sorted(f.keys()):
                         if name != "frames":
                             out.append((ex, name, str(f[name].attrs.get("level", "frame"))))
@@ -479,7 +510,7 @@ class StoredInput:
 
     def labels(self, extractor: str, stream: str) -> list[str]:
         """Dimension names of a stream."""
-        with h5py.File(self.files[extractor], "r") as f:
+        with open_item(self.files[extractor]) as f:
             return list(f[stream]["labels"].asstr()[:])
 
     def aligned_blocks(
@@ -488,7 +519,7 @@ class StoredInput:
         """Yield ``(first_frame, data, mask)`` blocks of the frame-aligned view."""
         if extractor not in self.files:
             raise KeyError(f"{self.key}: no stored extractor {extractor!r}")
-        with h5py.File(self.files[extractor], "r") as f:
+        with open_item(self.files[extractor]) as f:
             g = f[stream]
             n = g["aligned/data"].shape[0]
             for a in range(0, n, block):
@@ -500,14 +531,13 @@ class StoredInput:
         """Frames ``start:stop`` of a stream's frame-aligned view: ``(data, mask)``."""
         if extractor not in self.files:
             raise KeyError(f"{self.key}: no stored extractor {extractor!r}")
-        with h5py.File(self.files[extractor], "r") as f:
+        with open_item(self.files[extractor]) as f:
             g = f[stream]
             return g["aligned/data"][start:stop], g["aligned/mask"][start:stop]
 
     def provenance(self, extractor: str) -> dict[str, Any]:
         """The source item's attributes."""
-        with h5py.File(self.files[extractor], "r") as f:
-            return decode_attrs(f.attrs)
+        return read_attrs(self.files[extractor])
 
 
 def decode_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
@@ -527,7 +557,41 @@ def decode_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
     return out
 
 
-def read_attrs(path: Path) -> dict[str, Any]:
-    """The root attributes of an item file (provenance), JSON values decoded."""
-    with h5py.File(path, "r") as f:
+def read_attrs(ref: ItemRef) -> dict[str, Any]:
+    """The root attributes of an item (provenance), JSON values decoded."""
+    with open_item(ref) as f:
         return decode_attrs(f.attrs)
+
+
+def copy_item(src: h5py.Group, dst: h5py.Group, chunked_above: int = 1 << 20) -> None:
+    """Copy an item (its root group) into ``dst``, as a shard holds it.
+
+    Datasets up to ``chunked_above`` bytes become one gzip-compressed chunk each (an item
+    file's 4096-row chunks cost more than small data itself); larger ones keep chunks of
+    about 256 KiB. Attributes are copied as they are.
+    """
+    for k, v in src.attrs.items():
+        dst.attrs[k] = v
+    for name, obj in src.items():
+        if isinstance(obj, h5py.Group):
+            copy_item(obj, dst.create_group(name), chunked_above)
+            continue
+        data = obj[()]
+        if obj.dtype.kind == "O" or data.size == 0:  # strings, empty: as they are
+            ds = dst.create_dataset(name, data=data, dtype=obj.dtype)
+        else:
+            if data.nbytes <= chunked_above:
+                chunks = data.shape
+            else:
+                row = max(1, data.nbytes // max(1, data.shape[0]))
+                chunks = (max(1, min(data.shape[0], (1 << 18) // row)), *data.shape[1:])
+            ds = dst.create_dataset(
+                name,
+                data=data,
+                chunks=chunks,
+                compression="gzip",
+                compression_opts=4,
+                shuffle=data.dtype.itemsize > 1,
+            )
+        for k, v in obj.attrs.items():
+            ds.attrs[k] = v

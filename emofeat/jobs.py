@@ -42,6 +42,8 @@ class RunOptions:
         prefetch: chunks decoded ahead in a background thread (0: decode in line).
         stall_timeout: seconds without decoding progress (or a header/hash read that does
             not return) after which the input fails as stalled; 0 disables the guard.
+        compact_at: at the end of the run, merge the store's small item files into shards
+            when it holds at least this many (:meth:`FeatureStore.compact`; 0: never).
         verify: hash the whole of every stored item before leaving it as unchanged
             (always: its size and the digest of its first and last 32 KiB).
         threads: compute threads (torch/OpenMP) a Dask worker sets for its tasks (0: leave
@@ -58,6 +60,7 @@ class RunOptions:
     prefetch: int = 2
     threads: int = 0
     verify: bool = False
+    compact_at: int = 1000
     stall_timeout: float = 60.0
 
 

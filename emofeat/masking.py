@@ -12,18 +12,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from emofeat.config import split_mask
 from emofeat.errors import EmofeatError
-from emofeat.itemfile import GuardedFile, open_h5, read_attrs
+from emofeat.itemfile import GuardedFile, ItemRef, open_h5, open_item, read_attrs
 from emofeat.timeline import align_to_frames
 
 
-def mask_streams(path: Path) -> list[tuple[str, int]]:
-    """``(stream, dims)`` of an item file in the extractor's declared order."""
-    with h5py.File(path, "r") as f:
+def mask_streams(ref: ItemRef) -> list[tuple[str, int]]:
+    """``(stream, dims)`` of an item in the extractor's declared order."""
+    with open_item(ref) as f:
         names = [n for n in f.keys() if n != "frames"]
         order = f.attrs.get("streams")
         declared = json.loads(order) if order is not None else []
@@ -75,7 +74,7 @@ def active_fraction(
 
 
 def mask_item(
-    path: Path, source: Path, stream: str, mask_min: float, record: dict[str, Any] | None = None
+    path: Path, source: ItemRef, stream: str, mask_min: float, record: dict[str, Any] | None = None
 ) -> dict[str, int]:
     """Invalidate the rows of a staged item where a mask source's stream is not active.
 
@@ -101,7 +100,7 @@ def mask_item(
     Returns:
         ``{stream: rows newly made invalid}``.
     """
-    with h5py.File(source, "r") as f:
+    with open_item(source) as f:
         g = f[stream]
         times = g["times"][:]
         on = g["mask"][:] & (g["data"][:, 0] >= 0.5)  # NaN compares False: inactive
@@ -161,7 +160,7 @@ def _mask_stream(setting: str, extractor: str, stream: str, streams: list[tuple[
 
 
 def apply_mask(
-    name: str, config: dict[str, Any], target: Path, source: Path, origin: str
+    name: str, config: dict[str, Any], target: Path, source: ItemRef, origin: str
 ) -> dict[str, int]:
     """Apply extractor ``name``'s ``mask`` setting to its staged item file ``target``.
 

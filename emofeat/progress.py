@@ -166,6 +166,15 @@ def print_summary(summary: RunSummary, store_path: Path, console: Console | None
         console.print(f"[red bold]{len(failures)} input(s) failed:[/]")
         for inp, msg in failures:
             console.print(f"  [red]{escape(inp)}[/]: {escape(msg)}", highlight=False)
+    for note in summary.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
+    if summary.compaction is not None and summary.compaction.items:
+        c = summary.compaction
+        console.print(
+            f"compacted {c.items} small item files ({c.item_bytes / 1e6:.1f} MB) into "
+            f"{c.shards} shard(s) ({c.shard_bytes / 1e6:.1f} MB) in {c.seconds:.1f} s",
+            highlight=False,
+        )
     if summary.stopped:
         console.print(
             f"[red bold]run stopped[/]: {escape(summary.stopped)}\n"

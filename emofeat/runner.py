@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from emofeat.config import split_mask
 from emofeat.errors import EmofeatError, MediaError, SkipExtractor, StoreWriteError
 from emofeat.extractor import AUDIO, FEATURES, VIDEO, Extractor
-from emofeat.itemfile import ItemWriter, StoredInput, describe_item
+from emofeat.itemfile import ItemRef, ItemWriter, StoredInput, describe_item
 from emofeat.jobs import (
     InputResult,
     ItemOutcome,
@@ -237,12 +237,12 @@ class InputRun:
         jobs: list[Job],
         options: RunOptions,
         staging: Path,
-        stored: Mapping[str, Path],
+        stored: Mapping[str, ItemRef],
         progress: ProgressFn | None = None,
     ) -> None:
         self.path, self.key, self.jobs, self.options = path, key, jobs, options
         self.staging = staging
-        self.stored = dict(stored)  # committed items of this input: extractor -> file
+        self.stored = dict(stored)  # committed items of this input: extractor -> ItemRef
         self.progress = progress
         self.t0 = time.perf_counter()
         self.result = InputResult(input=path, key=key, status="done")
@@ -272,6 +272,8 @@ class InputRun:
             return self.fail_all(exc.problem)
         except OSError as exc:
             return self.fail_all(f"cannot read ({exc.strerror or exc})")
+        except Exception as exc:  # unexpected probe failure: report, never crash the run
+            return self.fail_all(f"probing failed ({type(exc).__name__}: {exc})")
         try:
             return self._execute()
         except StoreWriteError as exc:
@@ -620,7 +622,7 @@ def process_input(
     jobs: list[Job],
     options: RunOptions,
     staging: str,
-    stored: Mapping[str, str] | None = None,
+    stored: Mapping[str, ItemRef] | None = None,
     progress: ProgressFn | None = None,
 ) -> InputResult:
     """Decode one input once and run every job on it; stage the items it produces.
@@ -637,11 +639,14 @@ def process_input(
         options: the run's options.
         staging: the store's staging folder (:attr:`FeatureStore.staging_dir`), where
             the item files are written.
-        stored: ``{extractor: item file}`` of this input's committed items (what
+        stored: ``{extractor: ItemRef}`` of this input's committed items (what
             ``FeatureStore.stored_input(key).files`` gives); read by ``features``
             extractors and by masks whose source is not made in this run.
         progress: called with ``(key, extractor, done_seconds, total_seconds)``.
     """
-    stored_files = {ex: Path(p) for ex, p in (stored or {}).items()}
+    stored_files: dict[str, ItemRef] = {
+        ex: tuple(ref) if isinstance(ref, (tuple, list)) else Path(ref)  # type: ignore[misc]
+        for ex, ref in (stored or {}).items()
+    }
     work = InputRun(path, key, jobs, options, Path(staging), stored_files, progress)
     return work.execute()

@@ -31,8 +31,9 @@ import shutil
 import time
 import uuid
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,15 @@ from emofeat.itemfile import ALIGNMENT_RULE as ALIGNMENT_RULE
 from emofeat.itemfile import FORMAT_VERSION as FORMAT_VERSION
 from emofeat.itemfile import (
     GuardedFile,
+    ItemRef,
+    copy_item,
     decode_attrs,
     describe_item,
     edge_digest,
     file_digests,
     fsync_path,
     open_h5,
+    open_item,
 )
 from emofeat.itemfile import ItemWriter as ItemWriter
 from emofeat.itemfile import StoredInput as StoredInput
@@ -142,6 +146,17 @@ _F_CK_WRITTEN = faults.declare("checkpoint:written", "new index and journal writ
 _F_CK_REPLACED = faults.declare(
     "checkpoint:replaced", "new index in place, old journal not removed"
 )
+_F_CP_WRITTEN = faults.declare("compact:written", "shard written in staging, not in place")
+_F_CP_RENAMED = faults.declare("compact:renamed", "shard in place, no journal record yet")
+_F_CP_JOURNALED = faults.declare("compact:journaled", "record written, moved files not removed")
+_F_CP_DROPPING = faults.declare("compact:dropping", "half of the moved item files removed")
+
+COMPACT_MAX_ITEM = 1 << 20
+"""Item files up to this many bytes are merged into shards by :meth:`FeatureStore.compact`;
+larger ones stay files of their own (their HDF5 overhead is small next to their data)."""
+
+COMPACT_SHARD_ITEMS = 20000
+"""At most this many items per shard file."""
 
 
 @dataclass
@@ -152,9 +167,19 @@ class _Entry:
     extractor: str
     file: str  # relative to the index's folder
     meta: dict[str, Any] | None = None  # emofeat.itemfile.describe_item; None: older store
+    group: str = "/"  # "/": an item file of its own; "/<key>/<extractor>" in a shard
 
     def record(self) -> dict[str, Any]:
-        return {"key": self.key, "extractor": self.extractor, "file": self.file, "meta": self.meta}
+        rec = {"key": self.key, "extractor": self.extractor, "file": self.file, "meta": self.meta}
+        if self.group != "/":
+            rec["group"] = self.group
+        return rec
+
+    @staticmethod
+    def of(rec: dict[str, Any]) -> _Entry:
+        return _Entry(
+            rec["key"], rec["extractor"], rec["file"], rec.get("meta"), rec.get("group", "/")
+        )
 
 
 @dataclass
@@ -168,6 +193,7 @@ class _Snapshot:
     seq: int  # sequence number of the last commit seen (index or journal)
     journal_log: list[dict[str, Any]]
     journal_size: int  # bytes of valid records in the journal
+    shards: dict[str, dict[str, Any]] = field(default_factory=dict)  # file -> size, digests
     signature: tuple[int, ...] = ()
 
 
@@ -218,6 +244,7 @@ class FeatureStore:
         self._lock_fd: int | None = None
         self._snap: _Snapshot | None = None
         self._unapplied: list[dict[str, Any]] = []  # journal records not yet in the index
+        self._hashed: dict[tuple[Any, ...], str] = {}  # (file, inode, mtime, size) -> sha256
         if mode == "r":
             if not self.path.exists():
                 raise StoreError(f"{self.path}: no such store")
@@ -339,8 +366,27 @@ class FeatureStore:
                 old.unlink(missing_ok=True)
         self._snap = snap
         self._unapplied = self._journal_records(snap)
+        # a compaction killed before its record: its shard is not referenced, remove it;
+        # killed after: the item files it moved may still be there
+        self._drop_unreferenced([d for rec in self._unapplied for d in rec.get("drop", [])])
         if snap.version < STORE_VERSION:
             self._upgrade()
+
+    def _referenced(self) -> set[str]:
+        assert self._snap is not None
+        return {e.file for by in self._snap.entries.values() for e in by.values()}
+
+    def _drop_unreferenced(self, files: list[str]) -> None:
+        """Remove moved item files and shard files that no item refers to any more."""
+        live = self._referenced()
+        shard_dir = self.dir / "shards"
+        if shard_dir.is_dir():
+            for shard in shard_dir.iterdir():
+                if os.path.relpath(shard, self.path.parent) not in live:
+                    shard.unlink(missing_ok=True)
+        for rel in files:
+            if rel not in live:
+                _remove_item_file(self.path.parent / rel)
 
     def _upgrade(self) -> None:
         """Fold a version-1 store into the current layout: describe every item once."""
@@ -438,12 +484,16 @@ class FeatureStore:
                 journal = str(f.attrs.get("journal", ""))
                 applied = int(f.attrs.get("applied", 0))
                 entries: dict[str, dict[str, _Entry]] = {}
+                shards: dict[str, dict[str, Any]] = {}
                 if "catalog" in f:
                     raw = f["catalog"][:].tobytes()
                     for line in raw.splitlines():
                         rec = json.loads(line)
-                        e = _Entry(rec["key"], rec["extractor"], rec["file"], rec.get("meta"))
+                        e = _Entry.of(rec)
                         entries.setdefault(safe_name(e.key), {})[safe_name(e.extractor)] = e
+                    if "shards" in f:
+                        for line in f["shards"][:].tobytes().splitlines():
+                            shards.update(json.loads(line))
                 else:  # version 1: the external links are all there is
                     for key, g in f["items"].items():
                         name = g.attrs.get("key", key)
@@ -455,12 +505,13 @@ class FeatureStore:
             raise
         except (OSError, KeyError, ValueError) as exc:
             raise StoreError(f"{self.path}: the index is damaged ({exc})") from exc
-        return _Snapshot(version, entries, journal, applied, applied, [], 0)
+        return _Snapshot(version, entries, journal, applied, applied, [], 0, shards)
 
     @staticmethod
     def _apply(snap: _Snapshot, rec: dict[str, Any]) -> None:
+        snap.shards.update(rec.get("shards", {}))
         for it in rec.get("items", []):
-            e = _Entry(it["key"], it["extractor"], it["file"], it.get("meta"))
+            e = _Entry.of(it)
             snap.entries.setdefault(safe_name(e.key), {})[safe_name(e.extractor)] = e
         snap.journal_log.extend(rec.get("log", []))
         snap.seq = max(snap.seq, int(rec.get("seq", 0)))
@@ -637,6 +688,113 @@ class FeatureStore:
         if old:
             (self.dir / old).unlink(missing_ok=True)
 
+    def loose_items(self, max_bytes: int = COMPACT_MAX_ITEM) -> int:
+        """Items in files of their own of at most ``max_bytes`` (what :meth:`compact` merges)."""
+        return len(self._compactable(max_bytes))
+
+    def _compactable(self, max_bytes: int) -> list[_Entry]:
+        return [
+            e
+            for _, by in sorted(self._snapshot().entries.items())
+            for _, e in sorted(by.items())
+            if e.group == "/"
+            and e.meta is not None
+            and e.meta.get("size", max_bytes + 1) <= max_bytes
+        ]
+
+    def compact(
+        self,
+        max_item_bytes: int = COMPACT_MAX_ITEM,
+        shard_items: int = COMPACT_SHARD_ITEMS,
+        on_item: Callable[[str, str], None] | None = None,
+    ) -> CompactionResult:
+        """Merge committed items stored as small files of their own into shard files.
+
+        Each shard (``feats.h5.d/shards/shard-<seq>-<id>.h5``) holds up to ``shard_items``
+        items, one group ``/<key>/<extractor>`` each with the item file's layout and
+        attributes, every dataset of up to 1 MiB one compressed chunk. The guarantee is a
+        commit's: the shard is written in staging, synced and renamed into place; one
+        journal record then moves the items to it (and records its checksums); only then
+        are the item files removed. A kill at any step leaves every item readable from its
+        file or its shard; the next writer removes a shard no record refers to, or the item
+        files a record moved. Readers holding an older snapshot read again when a file they
+        expect is gone. Needs the write lock.
+
+        Args:
+            max_item_bytes: item files larger than this stay as they are.
+            shard_items: items per shard at most.
+            on_item: called with ``(key, extractor)`` after each item is copied (progress).
+
+        Raises:
+            StoreWriteError: the store could not be written; nothing changed.
+        """
+        self._require_writer()
+        t0 = time.perf_counter()
+        todo = self._compactable(max_item_bytes)
+        before = sum(int(e.meta["size"]) for e in todo if e.meta)
+        result = CompactionResult(len(todo), 0, before, 0, 0.0)
+        try:
+            for a in range(0, len(todo), shard_items):
+                result.shard_bytes += self._compact_batch(todo[a : a + shard_items], on_item)
+                result.shards += 1
+            if todo:
+                self.checkpoint()
+            self._drop_unreferenced([])  # shards whose every item was redone since
+        except StoreWriteError:
+            raise
+        except OSError as exc:
+            raise StoreWriteError(exc.filename or self.dir, exc) from exc
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _compact_batch(
+        self, batch: list[_Entry], on_item: Callable[[str, str], None] | None
+    ) -> int:
+        snap = self._snapshot()
+        name = f"shard-{snap.seq + 1}-{uuid.uuid4().hex[:8]}.h5"
+        tmp = self.staging_dir / name
+        final = self.dir / "shards" / name
+        rel = os.path.relpath(final, self.path.parent)
+        moved = []
+        guard = GuardedFile(tmp, "w")
+        try:
+            with open_h5(guard, "w", libver=("v110", "latest")) as shard:
+                for e in batch:
+                    group = f"/{safe_name(e.key)}/{safe_name(e.extractor)}"
+                    with h5py.File(self.path.parent / e.file, "r") as src:
+                        copy_item(src, shard.create_group(group))
+                    guard.check()
+                    moved.append(_Entry(e.key, e.extractor, rel, e.meta, group))
+                    if on_item is not None:
+                        on_item(e.key, e.extractor)
+            guard.sync_and_close()
+        except BaseException:
+            guard.discard()
+            raise
+        size, sha, edges = file_digests(tmp)
+        faults.point(_F_CP_WRITTEN)
+        final.parent.mkdir(exist_ok=True)
+        os.replace(tmp, final)
+        fsync_path(final.parent, directory=True)
+        fsync_path(self.dir, directory=True)
+        faults.point(_F_CP_RENAMED)
+        record = {
+            "seq": snap.seq + 1,
+            "items": [e.record() for e in moved],
+            "shards": {rel: {"size": size, "sha256": sha, "edges": edges}},
+            "drop": [e.file for e in batch],
+            "log": [],
+        }
+        self._append_journal(snap, _journal_line(record))
+        faults.point(_F_CP_JOURNALED)
+        self._apply(snap, record)
+        self._unapplied.append(record)
+        for i, e in enumerate(batch):
+            if i == len(batch) // 2:
+                faults.point(_F_CP_DROPPING)
+            _remove_item_file(self.path.parent / e.file)
+        return size
+
     def _fold(self, f: h5py.File, snap: _Snapshot, records: list[dict[str, Any]]) -> None:
         """Write journal records (or, upgrading, every entry) into an open index copy."""
         if "catalog" not in f:  # upgrading a version-1 store: every entry goes in
@@ -661,9 +819,14 @@ class FeatureStore:
             name = safe_name(it["extractor"])
             if name in g:
                 del g[name]
-            g[name] = h5py.ExternalLink(it["file"], "/")
+            g[name] = h5py.ExternalLink(it["file"], it.get("group", "/"))
         lines = "".join(json.dumps(it, sort_keys=True) + "\n" for it in items).encode()
         _append_bytes(f["catalog"], lines)
+        shards = {k: v for rec in records for k, v in rec.get("shards", {}).items()}
+        if shards:
+            if "shards" not in f:
+                f.create_dataset("shards", shape=(0,), maxshape=(None,), dtype="u1", chunks=(4096,))
+            _append_bytes(f["shards"], (json.dumps(shards, sort_keys=True) + "\n").encode())
         log = [e for rec in records for e in rec.get("log", [])]
         if log:
             _append_bytes(
@@ -688,6 +851,28 @@ class FeatureStore:
     def _item_file(self, key: str, extractor: str) -> Path:
         return (self.path.parent / self._entry(key, extractor).file).resolve()
 
+    def item_ref(self, key: str, extractor: str) -> ItemRef:
+        """Where an item is: its own file, or ``(shard file, group)`` once compacted."""
+        e = self._entry(key, extractor)
+        path = (self.path.parent / e.file).resolve()
+        return path if e.group == "/" else (str(path), e.group)
+
+    @contextmanager
+    def _open(self, key: str, extractor: str) -> Iterator[h5py.Group]:
+        """An item's root group. A file gone since the snapshot was taken (a compaction
+        moved the item) makes the snapshot be read again, once."""
+        try:
+            ref = self.item_ref(key, extractor)
+            with open_item(ref) as g:
+                yield g
+            return
+        except FileNotFoundError:
+            if self._lock_fd is not None:
+                raise
+        self._snap = None
+        with open_item(self.item_ref(key, extractor)) as g:
+            yield g
+
     def item_meta(self, key: str, extractor: str) -> dict[str, Any] | None:
         """What the index keeps about an item (size, checksums, attributes, streams), or
         None for an item of an older store that was never described."""
@@ -704,10 +889,10 @@ class FeatureStore:
             path = self.path.parent / e.file
             if e.meta is not None:
                 return dict(e.meta["attrs"]) if path.exists() else None
-            with h5py.File(path, "r") as f:
-                if not f.attrs.get("complete", False):
+            with self._open(key, extractor) as g:
+                if not g.attrs.get("complete", False):
                     return None
-                return decode_attrs(f.attrs)
+                return decode_attrs(g.attrs)
         except (KeyError, OSError):
             return None
 
@@ -716,23 +901,40 @@ class FeatureStore:
 
         The cheap check (always made before a rerun skips an item) compares the file's
         size and the digest of its first and last 32 KiB with the index; ``full=True``
-        hashes the whole file (``emofeat verify``, ``emofeat extract --verify``). Items of
-        older stores without checksums are checked by opening them.
+        hashes the whole file (``emofeat verify``, ``emofeat extract --verify``). An item in
+        a shard is checked through its shard (hashed once per process however many of its
+        items are asked about). Items of older stores without checksums are opened.
         """
         e = self._entry(key, extractor)
         path = self.path.parent / e.file
-        try:
-            size = path.stat().st_size
-            if e.meta is None or "sha256" not in e.meta:
+        if e.group != "/":
+            digests = self._snapshot().shards.get(e.file)
+            if digests is None:
+                return f"shard {e.file} not recorded in the index"
+            why = self._check_file(path, digests, full)
+            return None if why is None else f"in shard {path.name}: {why}"
+        if e.meta is None or "sha256" not in e.meta:
+            try:
                 with h5py.File(path, "r") as f:
                     return None if f.attrs.get("complete", False) else "incomplete"
-            if size != e.meta["size"]:
-                return f"size {size} bytes, {e.meta['size']} committed"
+            except FileNotFoundError:
+                return f"file missing ({path})"
+            except OSError as exc:
+                return f"unreadable ({exc.strerror or exc})"
+        return self._check_file(path, e.meta, full)
+
+    def _check_file(self, path: Path, digests: dict[str, Any], full: bool) -> str | None:
+        try:
+            st = path.stat()
+            if st.st_size != digests["size"]:
+                return f"size {st.st_size} bytes, {digests['size']} committed"
             if full:
-                _, sha, _ = file_digests(path)
-                ok = sha == e.meta["sha256"]
+                memo = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+                if memo not in self._hashed:
+                    self._hashed[memo] = file_digests(path)[1]
+                ok = self._hashed[memo] == digests["sha256"]
             else:
-                ok = edge_digest(path, size) == e.meta["edges"]
+                ok = edge_digest(path, st.st_size) == digests["edges"]
             return None if ok else "checksum mismatch (the file changed since it was committed)"
         except FileNotFoundError:
             return f"file missing ({path})"
@@ -743,27 +945,47 @@ class FeatureStore:
         """Check every committed item against its checksum, reading each file once.
 
         Args:
-            on_item: called after each item with ``(key, extractor, bytes read)`` (progress).
+            on_item: called after each item with ``(key, extractor, bytes read)`` (progress;
+                a shard's bytes count with the first of its items).
 
         Returns:
             The damaged or missing items (empty when every item checks out).
         """
         problems = []
-        for by_ex in sorted(self._snapshot().entries.items()):
-            for _, e in sorted(by_ex[1].items()):
+        counted: set[str] = set()
+        snap = self._snapshot()
+        for _, by_ex in sorted(snap.entries.items()):
+            for _, e in sorted(by_ex.items()):
                 why = self.check_item(e.key, e.extractor, full=True)
                 if why is not None:
-                    problems.append(
-                        ItemProblem(e.key, e.extractor, str(self.path.parent / e.file), why)
-                    )
+                    where = str(self.path.parent / e.file)
+                    problems.append(ItemProblem(e.key, e.extractor, where, why))
                 if on_item is not None:
-                    on_item(e.key, e.extractor, int((e.meta or {}).get("size", 0)))
+                    size = 0
+                    if e.group == "/":
+                        size = int((e.meta or {}).get("size", 0))
+                    elif e.file not in counted:
+                        counted.add(e.file)
+                        size = int(snap.shards.get(e.file, {}).get("size", 0))
+                    on_item(e.key, e.extractor, size)
         return problems
 
     def item_bytes(self, key: str, extractor: str) -> int:
-        """Committed size of an item's file in bytes (0 if unknown)."""
+        """Bytes on disk of an item's file (its share of a shard: the file it was
+        compacted from; 0 if unknown)."""
         meta = self._entry(key, extractor).meta
         return int(meta.get("size", 0)) if meta else 0
+
+    def stored_bytes(self) -> int:
+        """Bytes of every file the store's items are in, each counted once (the index not
+        included)."""
+        snap = self._snapshot()
+        total = sum(int(v.get("size", 0)) for v in snap.shards.values())
+        for by_ex in snap.entries.values():
+            for e in by_ex.values():
+                if e.group == "/" and e.meta:
+                    total += int(e.meta.get("size", 0))
+        return total
 
     def catalog(self) -> list[ItemInfo]:
         """Every complete item with what identifies it, from the index alone.
@@ -776,14 +998,11 @@ class FeatureStore:
             for e in by_ex.values():
                 if e.meta is not None:
                     names = tuple(sorted(s["name"] for s in e.meta["streams"]))
-                    out.append(
-                        ItemInfo(
-                            self, e.key, e.extractor, names, e.meta["n_frames"], e.meta["attrs"]
-                        )
-                    )
+                    n = e.meta["n_frames"]
+                    out.append(ItemInfo(self, e.key, e.extractor, names, n, e.meta["attrs"]))
                     continue
                 try:
-                    with h5py.File(self.path.parent / e.file, "r") as item:
+                    with self._open(e.key, e.extractor) as item:
                         if not item.attrs.get("complete", False):
                             continue
                         attrs = decode_attrs(item.attrs)
@@ -800,8 +1019,8 @@ class FeatureStore:
         meta = self._entry(key, extractor).meta
         if meta is not None:
             return sorted(s["name"] for s in meta["streams"])
-        with h5py.File(self._item_file(key, extractor), "r") as f:
-            return sorted(n for n in f.keys() if n != "frames")
+        with self._open(key, extractor) as g:
+            return sorted(n for n in g.keys() if n != "frames")
 
     def read(
         self, key: str, extractor: str, stream: str | None = None, aligned: bool = False
@@ -814,27 +1033,8 @@ class FeatureStore:
             stream: stream name; may be omitted when the extractor has a single stream.
             aligned: return the frame-aligned view (one row per frame of the input).
         """
-        path = self._item_file(key, extractor)
-        with h5py.File(path, "r") as f:
-            names = [n for n in f.keys() if n != "frames"]
-            if stream is None:
-                if len(names) != 1:
-                    raise KeyError(f"{key} x {extractor}: choose a stream among {sorted(names)}")
-                stream = names[0]
-            if stream not in f:
-                raise KeyError(f"{key} x {extractor}: no stream {stream!r} (has {sorted(names)})")
-            g = f[stream]
-            labels = [s.decode() if isinstance(s, bytes) else s for s in g["labels"][:]]
-            if aligned:
-                return StreamData(
-                    g["aligned/data"][:],
-                    f["frames/times"][:],
-                    g["aligned/mask"][:],
-                    labels,
-                    True,
-                    g["aligned/row"][:],
-                )
-            return StreamData(g["data"][:], g["times"][:], g["mask"][:], labels, False)
+        with self._open(key, extractor) as g:
+            return _read_stream(g, key, extractor, stream, aligned)
 
     def to_frame(
         self,
@@ -847,30 +1047,52 @@ class FeatureStore:
         """Features as a DataFrame indexed by ``(file, start, end)`` like opensmile.
 
         ``file`` is the input's source path, ``start``/``end`` are ``pd.Timedelta``.
-        Invalid rows hold NaN when ``apply_mask`` is true.
+        Invalid rows hold NaN when ``apply_mask`` is true. Items compacted into shards are
+        read with each shard opened once.
         """
-        frames = []
-        for key in keys if keys is not None else self.items():
-            if extractor not in self.extractors(key):
-                continue
-            sd = self.read(key, extractor, stream, aligned=aligned)
-            attrs = self.item_attrs(key, extractor) or {}
-            file = (attrs.get("source") or {}).get("path", key)
-            data = sd.data.copy()
-            if apply_mask:
-                data[~sd.mask] = np.nan
-            index = pd.MultiIndex.from_arrays(
-                [
-                    [file] * len(data),
-                    pd.to_timedelta(sd.times[:, 0], unit="s"),
-                    pd.to_timedelta(sd.times[:, 1], unit="s"),
-                ],
-                names=["file", "start", "end"],
-            )
-            frames.append(pd.DataFrame(data, index=index, columns=sd.labels))
-        if not frames:
+        snap = self._snapshot()
+        wanted = keys if keys is not None else self.items()
+        entries = [
+            e
+            for k in wanted
+            if (e := snap.entries.get(safe_name(k), {}).get(safe_name(extractor))) is not None
+        ]
+        if not entries:
             raise KeyError(f"{self.path}: no items of extractor {extractor!r}")
-        return pd.concat(frames)
+        parts: list[StreamData] = []
+        files: list[str] = []
+        shards: dict[str, h5py.File] = {}
+        try:
+            for e in entries:
+                path = str((self.path.parent / e.file).resolve())
+                if e.group == "/":
+                    with h5py.File(path, "r") as f:
+                        sd = _read_stream(f, e.key, extractor, stream, aligned)
+                else:
+                    if path not in shards:
+                        shards[path] = h5py.File(path, "r")
+                    sd = _read_stream(shards[path][e.group], e.key, extractor, stream, aligned)
+                attrs = e.meta["attrs"] if e.meta else (self.item_attrs(e.key, extractor) or {})
+                parts.append(sd)
+                files.append((attrs.get("source") or {}).get("path", e.key))
+        finally:
+            for f in shards.values():
+                f.close()
+        labels = parts[0].labels
+        data = np.concatenate([p.data for p in parts]) if parts else np.zeros((0, len(labels)))
+        if apply_mask:
+            data = data.copy()
+            data[~np.concatenate([p.mask for p in parts])] = np.nan
+        times = np.concatenate([p.times for p in parts])
+        index = pd.MultiIndex.from_arrays(
+            [
+                np.repeat(np.array(files, dtype=object), [len(p.data) for p in parts]),
+                pd.to_timedelta(times[:, 0], unit="s"),
+                pd.to_timedelta(times[:, 1], unit="s"),
+            ],
+            names=["file", "start", "end"],
+        )
+        return pd.DataFrame(data, index=index, columns=labels)
 
     def run_log(self) -> pd.DataFrame:
         """Every recorded outcome, oldest first, as a DataFrame."""
@@ -890,14 +1112,60 @@ class FeatureStore:
 
     def stored_input(self, key: str, extra: dict[str, Path] | None = None) -> StoredInput:
         """Access to the streams of one input, for ``features`` extractors."""
-        files: dict[str, Path] = {}
+        files: dict[str, ItemRef] = {}
         for ex in self.extractors(key):
             try:
-                files[ex] = self._item_file(key, ex)
+                files[ex] = self.item_ref(key, ex)
             except KeyError:
                 continue
         files.update(extra or {})
         return StoredInput(key, files)
+
+
+def _read_stream(
+    g: h5py.Group, key: str, extractor: str, stream: str | None, aligned: bool
+) -> StreamData:
+    """One stream of an item (its root group) into memory."""
+    names = [n for n in g.keys() if n != "frames"]
+    if stream is None:
+        if len(names) != 1:
+            raise KeyError(f"{key} x {extractor}: choose a stream among {sorted(names)}")
+        stream = names[0]
+    if stream not in g:
+        raise KeyError(f"{key} x {extractor}: no stream {stream!r} (has {sorted(names)})")
+    s = g[stream]
+    labels = [x.decode() if isinstance(x, bytes) else x for x in s["labels"][:]]
+    if aligned:
+        return StreamData(
+            s["aligned/data"][:],
+            g["frames/times"][:],
+            s["aligned/mask"][:],
+            labels,
+            True,
+            s["aligned/row"][:],
+        )
+    return StreamData(s["data"][:], s["times"][:], s["mask"][:], labels, False)
+
+
+def _remove_item_file(path: Path) -> None:
+    """Delete an item file moved into a shard, and its input's folder once empty."""
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
+
+
+@dataclass
+class CompactionResult:
+    """What :meth:`FeatureStore.compact` did: ``items`` merged into ``shards`` files,
+    ``item_bytes`` of item files replaced by ``shard_bytes``, in ``seconds``."""
+
+    items: int
+    shards: int
+    item_bytes: int
+    shard_bytes: int
+    seconds: float
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 One module per command family: :mod:`~emofeat.cli.extract`, :mod:`~emofeat.cli.plugins`,
 :mod:`~emofeat.cli.inspect`, :mod:`~emofeat.cli.samples`, :mod:`~emofeat.cli.models`,
-:mod:`~emofeat.cli.recipe`, :mod:`~emofeat.cli.verify`; :mod:`~emofeat.cli.output` holds the
+:mod:`~emofeat.cli.recipe`, :mod:`~emofeat.cli.verify`,
+:mod:`~emofeat.cli.compact`; :mod:`~emofeat.cli.output` holds the
 two consoles. Plugins add their commands last (:func:`emofeat.plugins.add_plugin_commands`).
 
 The heavy stacks are imported only by the commands that need them: ``emofeat --version``
@@ -15,7 +16,7 @@ import click
 
 from emofeat._version import __version__
 from emofeat.api import build_jobs  # scripts import it from here
-from emofeat.cli import extract, inspect, models, plugins, recipe, samples, verify
+from emofeat.cli import compact, extract, inspect, models, plugins, recipe, samples, verify
 from emofeat.cli.plugins import plugin_rows
 from emofeat.plugins import add_plugin_commands
 
@@ -43,6 +44,7 @@ cli.add_command(samples.sample)
 cli.add_command(models.models)
 cli.add_command(recipe.recipe)
 cli.add_command(verify.verify)
+cli.add_command(compact.compact)
 
 
 def main() -> None:

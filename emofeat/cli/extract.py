@@ -111,6 +111,14 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
     help="Hash every stored item in full before skipping it as unchanged (redo damaged ones).",
 )
 @click.option(
+    "--compact-at",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="At the end, merge small item files into shards when the store holds N (0: never).",
+)
+@click.option(
     "--stall-timeout",
     default=60.0,
     show_default=True,
@@ -156,6 +164,7 @@ def extract(
     threads,
     prefetch,
     verify,
+    compact_at,
     stall_timeout,
     scheduler,
     scheduler_timeout,
@@ -188,6 +197,7 @@ def extract(
             prefetch=prefetch,
             stall_timeout=stall_timeout,
             verify=verify,
+            compact_at=compact_at,
             scheduler=scheduler,
             shared_fs=False if no_shared_fs else None,
             scheduler_timeout=scheduler_timeout,

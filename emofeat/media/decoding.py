@@ -133,6 +133,14 @@ class _AudioSink:
             yield self._take(self.pending_len)
 
 
+MAX_CHUNK_BYTES = 512 * 2**20
+"""A :class:`VideoChunk` holds fewer than ``video_batch`` frames when they would take more
+memory than this (huge frames): memory stays bounded whatever the frame size."""
+
+FRAME_RATES = (0.01, 10_000.0)
+"""Frame rates (fps) outside this range are reported: the timestamps are likely wrong."""
+
+
 def _decode_packet(packet: av.Packet) -> list | None:
     """Frames of one packet, or None when FFmpeg cannot decode it (counted, then skipped)."""
     try:
@@ -179,7 +187,7 @@ class Decoder:
         self.audio_chunk = audio_chunk
         self.grid_rate = grid_rate
         self.grid: FrameGrid | None = None
-        self.warnings: list[str] = []
+        self.warnings: list[str] = list(info.warnings)  # the probe's first
         self.decoded_seconds = 0.0
         self.audio_samples: dict[int, int] = {}
 
@@ -207,6 +215,8 @@ class Decoder:
             return
         batch: list[np.ndarray] = []
         idx: list[int] = []
+        other_size: list[str] = []  # frames whose size differs from the first readable one
+        first_shape: tuple[int, ...] | None = None
 
         def emit() -> VideoChunk:
             ii = np.asarray(idx, dtype=np.int64)
@@ -224,6 +234,9 @@ class Decoder:
             except Exception as exc:
                 self.warnings.append(f"{path}: cannot read image ({exc}); frame masked")
                 continue
+            first_shape = first_shape or arr.shape
+            if arr.shape != first_shape:
+                other_size.append(f"{path.name} ({arr.shape[1]}x{arr.shape[0]})")
             if batch and arr.shape != batch[0].shape:
                 yield emit()
             batch.append(arr)
@@ -233,6 +246,11 @@ class Decoder:
                 yield emit()
         if batch:
             yield emit()
+        if other_size and first_shape is not None:
+            self.warnings.append(
+                f"{info.path}: {len(other_size)} frame images differ in size from the first "
+                f"({first_shape[1]}x{first_shape[0]}), e.g. {other_size[0]}"
+            )
 
     # -- containers ----------------------------------------------------------------
     def _iter_container(self) -> Iterator[AudioChunk | VideoChunk]:
@@ -259,6 +277,8 @@ class Decoder:
         frames: list[np.ndarray] = []
         frame_pts: list[int] = []
         bad_packets = 0
+        n_decoded = 0  # video frames decoded
+        batch_bytes = 0
         streams = [s for s in (vstream, astream) if s is not None]
 
         def emit_video() -> VideoChunk:
@@ -291,8 +311,11 @@ class Decoder:
                             continue
                         frames.append(frame.to_ndarray(format="rgb24"))
                         frame_pts.append(frame.pts)
+                        n_decoded += 1
+                        batch_bytes += frames[-1].nbytes
                         self.decoded_seconds = frame.pts * tb - origin
-                        if len(frames) >= self.video_batch:
+                        if len(frames) >= self.video_batch or batch_bytes >= MAX_CHUNK_BYTES:
+                            batch_bytes = 0
                             yield emit_video()
                 else:
                     decoded = _decode_packet(packet)
@@ -306,9 +329,23 @@ class Decoder:
             raise MediaError(info.path, f"decoding failed: the file is corrupt ({exc})") from exc
         if frames:
             yield emit_video()
+        if self.video and pts_list and not n_decoded:
+            raise MediaError(
+                info.path,
+                f"no video frame could be decoded ({bad_packets} of {len(pts_list)} frame "
+                "packets failed): the video data is corrupt or does not match its header",
+            )
         for sink in sinks:
             yield from sink.flush(origin)
             self.audio_samples[sink.rate] = sink.emitted
+        if sinks and not info.has_video and not sinks[0].emitted:
+            raise MediaError(
+                info.path,
+                f"no audio could be decoded ({bad_packets} packets failed): the audio data is "
+                "corrupt or does not match its header"
+                if bad_packets
+                else "the audio track holds no samples",
+            )
         if bad_packets:
             self.warnings.append(f"{info.path}: {bad_packets} packets could not be decoded")
         if sinks and sinks[0].nonfinite:
@@ -334,6 +371,13 @@ class Decoder:
             self.grid = fixed_grid(decoded, self.grid_rate)
         if info.has_video and len(self.grid) == 0:
             raise MediaError(info.path, "the video stream holds no frames")
+        lo, hi = FRAME_RATES
+        if info.has_video and not lo <= self.grid.rate <= hi:
+            self.warnings.append(
+                f"{info.path}: implausible frame rate {self.grid.rate:.3g} fps (expected "
+                f"{lo:g} to {hi:g}): the file's timestamps are likely wrong, so features "
+                "may be misaligned"
+            )
         declared = info.duration
         if declared and decoded < declared - max(1.0, 0.05 * declared):
             self.warnings.append(

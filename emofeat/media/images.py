@@ -38,9 +38,9 @@ def frame_numbers(folder: Path) -> list[int]:
 
 
 def image_paths(folder: Path, numbers: list[int]) -> Iterator[Path]:
-    """The image file of each frame number in ``numbers`` (the first name found per number)."""
+    """The image file of each frame number in ``numbers`` (the first name, sorted, per number)."""
     by_number: dict[int, Path] = {}
-    for entry in os.scandir(folder):
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         m = FRAME_NAME.match(entry.name)
         if m:
             by_number.setdefault(int(m.group(1)), Path(entry.path))

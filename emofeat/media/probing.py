@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import struct
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +34,8 @@ class MediaInfo:
         audio_rate: native audio sampling rate in Hz (0 without audio).
         audio_channels: native number of audio channels.
         frame_numbers: for image folders, the 1-based frame numbers present.
+        warnings: what probing found suspicious (a truncated or lying header...), each
+            naming the input; the decoder reports them with its own.
     """
 
     path: Path
@@ -47,6 +52,7 @@ class MediaInfo:
     audio_rate: int = 0
     audio_channels: int = 0
     frame_numbers: list[int] = field(default_factory=list, repr=False)
+    warnings: list[str] = field(default_factory=list, repr=False)
 
     def describe(self) -> dict:
         """JSON-serialisable summary (stored with every item)."""
@@ -68,11 +74,25 @@ class MediaInfo:
 
 def _check_readable(path: Path) -> None:
     if not path.exists():
-        raise MediaError(path, "no such file or directory")
+        raise MediaError(path, _why_missing(path))
     if not os.access(path, os.R_OK):
         raise MediaError(path, "permission denied (not readable)")
     if path.is_file() and path.stat().st_size == 0:
         raise MediaError(path, "empty file (0 bytes)")
+
+
+def _why_missing(path: Path) -> str:
+    """Why a path that does not exist cannot be read (``exists()`` follows links)."""
+    if not path.is_symlink():
+        return "no such file or directory"
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop so
+        return "a symbolic link loop (the link leads back to itself)"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop (the link leads back to itself)"
+    return f"a dangling symbolic link (its target {os.readlink(path)} does not exist)"
 
 
 def open_container(path: Path) -> av.container.InputContainer:
@@ -121,6 +141,13 @@ def probe(path: str | os.PathLike, image_fps: float = 30.0) -> MediaInfo:
         )
         if container.duration is not None:
             info.duration = container.duration / 1_000_000
+        for st in vstreams[:1] + astreams[:1]:
+            if st.codec_context is None:  # FFmpeg has no decoder for it
+                raise MediaError(
+                    path,
+                    f"the {st.type} stream's codec is unknown or unsupported "
+                    "(the file is corrupt, or needs a codec this FFmpeg lacks)",
+                )
         if vstreams:
             vs = vstreams[0]
             rate = vs.average_rate or vs.guessed_rate or vs.base_rate
@@ -136,35 +163,149 @@ def probe(path: str | os.PathLike, image_fps: float = 30.0) -> MediaInfo:
             info.audio_codec = st.codec_context.name
             info.audio_rate = int(st.codec_context.sample_rate or 0)
             info.audio_channels = int(st.codec_context.channels or 0)
+        _check_plausible(info)
+        if info.kind == "audio" and info.audio_codec.startswith("pcm_"):
+            info.warnings.extend(_wav_size_warnings(path))
         return info
     finally:
         container.close()
 
 
+AUDIO_RATES = (1_000, 1_000_000)
+"""Audio sampling rates (Hz) an input may declare: outside, the header is taken to lie."""
+
+
+def _check_plausible(info: MediaInfo) -> None:
+    """Refuse a header whose values cannot be true (they would make decoding run for hours
+    or allocate without bound): a frame size FFmpeg itself refuses, an absurd audio rate."""
+    w, h = info.width, info.height
+    if info.has_video and (w + 128) * (h + 128) >= 2**31 // 8:  # FFmpeg's av_image_check_size
+        raise MediaError(info.path, f"implausible frame size {w}x{h} pixels in the header")
+    lo, hi = AUDIO_RATES
+    if info.has_audio and info.audio_rate and not lo <= info.audio_rate <= hi:
+        raise MediaError(
+            info.path,
+            f"implausible audio sampling rate {info.audio_rate} Hz in the header "
+            f"(expected {lo} to {hi} Hz)",
+        )
+
+
+def _wav_size_warnings(path: Path) -> list[str]:
+    """What a RIFF/WAVE header declares about its data that the file contradicts.
+
+    FFmpeg reads what is there and says nothing: a data chunk longer than the file (cut
+    off, or a lying size) is read to the end of the file, and one shorter than the audio
+    that follows it is read only as far as it declares.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return []
+            size = os.fstat(f.fileno()).st_size
+            byte_rate = 0
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return []
+                cid, clen = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt " and clen >= 16:
+                    byte_rate = struct.unpack("<I", f.read(16)[8:12])[0]
+                    f.seek(clen - 16 + (clen & 1), os.SEEK_CUR)
+                elif cid == b"data":
+                    start = f.tell()
+                    break
+                else:
+                    f.seek(clen + (clen & 1), os.SEEK_CUR)
+            after = start + clen
+            f.seek(after + (clen & 1))
+            following = f.read(4)
+    except OSError:
+        return []
+    if not byte_rate or clen in (0, 0xFFFFFFFF):  # unknown size (written to a pipe)
+        return []
+    declared, held = clen / byte_rate, (size - start) / byte_rate
+    if after > size:
+        return [
+            f"{path}: truncated? the WAV header declares {declared:.3f} s of audio "
+            f"({clen} bytes) but the file holds {held:.3f} s ({size - start} bytes)"
+        ]
+    if len(following) == 4 and not _chunk_id(following):
+        # more bytes follow the data, and they are no chunk: the audio goes on
+        return [
+            f"{path}: the WAV header declares {declared:.3f} s of audio but "
+            f"{(size - after) / byte_rate:.3f} s more follow it (a wrong size in the header?); "
+            "only the declared part is read"
+        ]
+    return []
+
+
+def _chunk_id(four: bytes) -> bool:
+    """True for what can be a RIFF chunk id: a letter or digit, then printable ASCII."""
+    return chr(four[0]).isalnum() and all(32 <= b < 127 for b in four)
+
+
+MAX_FRAME_NUMBER = 1_000_000
+"""Frame numbers above this are refused when the folder holds far fewer images (under 1 in
+100): a stray or misnamed file would otherwise make a grid of millions of empty frames."""
+
+
 def _probe_images(path: Path, image_fps: float) -> MediaInfo:
-    numbers = frame_numbers(path)
+    found = frame_numbers(path)
+    numbers = sorted({n for n in found if n > 0})
     if not numbers:
+        if found:
+            raise MediaError(
+                path, "its only numbered image is frame 0, but frame numbers start at 1 (00001.jpg)"
+            )
         raise MediaError(path, "folder holds no numbered frame images (expected 00001.jpg, ...)")
     if image_fps <= 0:
         raise MediaError(path, f"image_fps must be positive, got {image_fps}")
+    high = numbers[-1]
+    if high > MAX_FRAME_NUMBER and high > 100 * len(numbers):
+        (last,) = image_paths(path, [high])
+        raise MediaError(
+            path,
+            f"implausible frame numbers: the highest is {high} ({last.name}) but the folder "
+            f"holds {len(numbers)} images (a stray or misnamed file?)",
+        )
+    warnings = []
+    if 0 in found:
+        warnings.append(
+            f"{path}: an image numbered 0 is not used (frame numbers start at 1: 00001.jpg "
+            "is the first frame)"
+        )
+    counts = Counter(found)
+    doubled = sorted(n for n, k in counts.items() if n > 0 and k > 1)
+    if doubled:
+        warnings.append(
+            f"{path}: {len(doubled)} frame numbers have more than one image (first: "
+            f"{doubled[0]:05d}); the first name in sorted order is used"
+        )
     from PIL import Image
 
-    first = next(p for p in image_paths(path, numbers[:1]))
-    try:
-        with Image.open(first) as im:
-            width, height = im.size
-    except Exception as exc:
-        raise MediaError(first, f"cannot read image ({exc})") from exc
+    size, first_error = None, None
+    for image in image_paths(path, numbers):  # the first frame that opens gives the size
+        try:
+            with Image.open(image) as im:
+                size = im.size
+            break
+        except Exception as exc:
+            first_error = first_error or f"{image.name}: {exc}"
+    if size is None:
+        raise MediaError(path, f"none of its {len(numbers)} images can be read ({first_error})")
+    width, height = size
     return MediaInfo(
         path=path,
         kind="images",
         has_video=True,
         has_audio=False,
-        duration=numbers[-1] / image_fps,
+        duration=high / image_fps,
         fps=image_fps,
-        n_frames=numbers[-1],
+        n_frames=high,
         width=width,
         height=height,
         video_codec="images",
         frame_numbers=numbers,
+        warnings=warnings,
     )
