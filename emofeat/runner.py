@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -190,16 +191,17 @@ def _secs(seconds: float) -> str:
 _MIN_READ_RATE = 8 * 2**20  # bytes/s: hashing slower than this on top of the timeout stalls
 
 
-def _hash_allowance(path: str, stall_timeout: float) -> float:
-    """Seconds allowed for hashing a whole file: the stall timeout plus its size read at
-    8 MiB/s, so a big file on a slow disk is not taken for a stall (0: no guard)."""
-    if stall_timeout <= 0:
-        return 0.0
-    try:
-        size = os.stat(path).st_size if os.path.isfile(path) else 0
-    except OSError:
-        size = 0
-    return stall_timeout + size / _MIN_READ_RATE
+def _size(path: str) -> int:
+    """Bytes of a regular file (0 for anything else)."""
+    st = os.stat(path)
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+def _hash_allowance(size: int, stall_timeout: float) -> float:
+    """Seconds allowed for hashing a whole file of ``size`` bytes: the stall timeout plus
+    its size read at 8 MiB/s, so a big file on a slow disk is not taken for a stall (0: no
+    guard)."""
+    return stall_timeout + size / _MIN_READ_RATE if stall_timeout > 0 else 0.0
 
 
 def _wants(job: Job, ex: Extractor, chunk: object) -> bool:
@@ -259,14 +261,14 @@ class InputRun:
         """Run every step; a bad input is reported in the result, never raised."""
         stall = self.options.stall_timeout
         try:
-            self.info = guarded(
-                lambda: probe(self.path, image_fps=self.options.image_fps),
+            self.info, size = guarded(
+                lambda: (probe(self.path, image_fps=self.options.image_fps), _size(self.path)),
                 stall,
                 self.path,
                 "reading the file's header",
             )
             self.ident = guarded(
-                lambda: source_identity(self.path), _hash_allowance(self.path, stall), self.path
+                lambda: source_identity(self.path), _hash_allowance(size, stall), self.path
             )
         except MediaError as exc:
             return self.fail_all(exc.problem)

@@ -6,9 +6,14 @@ Nothing here skips silently: a missing system package is an error that names the
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -176,3 +181,88 @@ def as_store_format_1(store_path: Path) -> None:
         f.attrs["format_version"] = 1
     for journal in Path(f"{store_path}.d").glob("journal-*"):
         journal.unlink()
+
+
+# --------------------------------------------------------------------------------------
+# permission tests: root reads a ``chmod 000`` file anyway (see tests/test_bad_input.py)
+
+
+def _drop_dac_capabilities() -> None:
+    """preexec_fn: remove root's power to ignore file permissions from the child."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop, cap_dac_override, cap_dac_read_search = 24, 1, 2
+    for cap in (cap_dac_override, cap_dac_read_search):
+        if libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"prctl(PR_CAPBSET_DROP): {os.strerror(err)}")
+
+
+def _become_nobody() -> None:
+    pw = pwd.getpwnam("nobody")
+    os.setgroups([])
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+
+
+_PROBE = """
+import sys
+try:
+    open(sys.argv[1], "rb")
+except PermissionError:
+    sys.exit(0)
+sys.exit(3)
+"""
+
+
+@pytest.fixture(scope="module")
+def unprivileged() -> Callable[[], None] | None:
+    """A preexec_fn under which a ``chmod 000`` file cannot be read (None: not root)."""
+    if os.geteuid() != 0:
+        return None
+    d = Path(tempfile.mkdtemp(prefix="emofeat-perm-probe-"))
+    try:
+        d.chmod(0o777)
+        locked = d / "locked"
+        locked.write_bytes(b"x")
+        locked.chmod(0)
+        tried = []
+        for fn in (_drop_dac_capabilities, _become_nobody):
+            try:
+                rc = subprocess.run(
+                    [sys.executable, "-c", _PROBE, str(locked)],
+                    preexec_fn=fn,
+                    capture_output=True,
+                    timeout=60,
+                ).returncode
+            except (OSError, subprocess.SubprocessError) as exc:
+                tried.append(f"{fn.__name__}: {exc}")
+                continue
+            if rc == 0:
+                return fn
+            tried.append(f"{fn.__name__}: the child could still read a mode-000 file")
+        pytest.skip("running as root and cannot give up root's file access: " + "; ".join(tried))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def world_writable_dir() -> Iterator[Path]:
+    """A world-writable folder under /tmp (a child running as ``nobody`` can work in it),
+    removed afterwards, locked folders inside included."""
+    d = Path(tempfile.mkdtemp(prefix="emofeat-perm-"))
+    d.chmod(0o777)
+    try:
+        yield d
+    finally:
+        d.chmod(0o700)
+        for root, dirs, _ in os.walk(d):  # top-down: open each folder before walking into it
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o700)
+        shutil.rmtree(d)
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A world-writable folder (a child running as ``nobody`` can work in it)."""
+    with world_writable_dir() as d:
+        yield d

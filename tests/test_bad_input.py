@@ -19,14 +19,9 @@ it does not work where the interpreter lives under ``/root`` (mode 700), as it d
 
 from __future__ import annotations
 
-import ctypes
 import os
-import pwd
 import shutil
 import subprocess
-import sys
-import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -244,78 +239,7 @@ def test_corrupt_video_does_not_crash_the_run(media, tmp_path):
 
 
 # --------------------------------------------------------------------------------------
-# permission denied
-
-
-def _drop_dac_capabilities() -> None:
-    """preexec_fn: remove root's power to ignore file permissions from the child."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_capbset_drop, cap_dac_override, cap_dac_read_search = 24, 1, 2
-    for cap in (cap_dac_override, cap_dac_read_search):
-        if libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"prctl(PR_CAPBSET_DROP): {os.strerror(err)}")
-
-
-def _become_nobody() -> None:
-    pw = pwd.getpwnam("nobody")
-    os.setgroups([])
-    os.setgid(pw.pw_gid)
-    os.setuid(pw.pw_uid)
-
-
-_PROBE = """
-import sys
-try:
-    open(sys.argv[1], "rb")
-except PermissionError:
-    sys.exit(0)
-sys.exit(3)
-"""
-
-
-@pytest.fixture(scope="module")
-def unprivileged() -> Callable[[], None] | None:
-    """A preexec_fn under which a ``chmod 000`` file cannot be read (None: not root)."""
-    if os.geteuid() != 0:
-        return None
-    d = Path(tempfile.mkdtemp(prefix="emofeat-perm-probe-"))
-    try:
-        d.chmod(0o777)
-        locked = d / "locked"
-        locked.write_bytes(b"x")
-        locked.chmod(0)
-        tried = []
-        for fn in (_drop_dac_capabilities, _become_nobody):
-            try:
-                rc = subprocess.run(
-                    [sys.executable, "-c", _PROBE, str(locked)],
-                    preexec_fn=fn,
-                    capture_output=True,
-                    timeout=60,
-                ).returncode
-            except (OSError, subprocess.SubprocessError) as exc:
-                tried.append(f"{fn.__name__}: {exc}")
-                continue
-            if rc == 0:
-                return fn
-            tried.append(f"{fn.__name__}: the child could still read a mode-000 file")
-        pytest.skip("running as root and cannot give up root's file access: " + "; ".join(tried))
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A world-writable folder (a child running as ``nobody`` can work in it)."""
-    d = Path(tempfile.mkdtemp(prefix="emofeat-perm-"))
-    d.chmod(0o777)
-    yield d
-    d.chmod(0o700)
-    for root, dirs, _ in os.walk(d):  # top-down: open each folder before walking into it
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o700)
-    shutil.rmtree(d)
+# permission denied (the ``unprivileged`` and ``open_dir`` fixtures are in conftest.py)
 
 
 def extract_unprivileged(

@@ -94,7 +94,7 @@ def test_unreadable_subfolder_is_a_problem_not_a_crash(tree):
     """Run as a process without root's file access (root reads every folder)."""
     import json
 
-    from test_bad_input import _drop_dac_capabilities
+    from conftest import _drop_dac_capabilities
 
     locked = tree / "a" / "b"
     locked.chmod(0)

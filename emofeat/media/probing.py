@@ -164,7 +164,7 @@ def probe(path: str | os.PathLike, image_fps: float = 30.0) -> MediaInfo:
             info.audio_rate = int(st.codec_context.sample_rate or 0)
             info.audio_channels = int(st.codec_context.channels or 0)
         _check_plausible(info)
-        if info.kind == "audio" and info.audio_codec.startswith("pcm_"):
+        if info.kind == "audio" and info.audio_codec.startswith("pcm_") and path.is_file():
             info.warnings.extend(_wav_size_warnings(path))
         return info
     finally:
