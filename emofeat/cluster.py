@@ -379,7 +379,7 @@ def _next_done(done_iter: Any, events: queue.SimpleQueue, progress: ProgressFn |
 
 def _unpack(res: InputResult, payload: dict[str, bytes], staging: Path) -> InputResult:
     """Write shipped item files into the store's staging folder, one input at a time."""
-    items = []
+    items: list[tuple[str, str, str]] = []
     meta = {}
     for k, ex, name in res.items:
         target = staged_item_path(staging, k, ex)

@@ -551,7 +551,7 @@ class InputRun:
             self.broken[a.job.name] = raised_outcome(self.path, self.key, a.job.name, exc)
         a.spent += time.perf_counter() - ts
 
-    def _mask(self, job: Job, source: Path, origin: str) -> None:
+    def _mask(self, job: Job, source: ItemRef, origin: str) -> None:
         try:
             apply_mask(job.name, job.config, self.staged[job.name], source, origin)
         except StoreWriteError:

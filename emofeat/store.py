@@ -427,7 +427,7 @@ class FeatureStore:
     # -- the snapshot -----------------------------------------------------------------
     def _signature(self, journal: str) -> tuple[int, ...]:
         st = os.stat(self.path)
-        sig = (st.st_ino, st.st_mtime_ns, st.st_size)
+        sig: tuple[int, ...] = (st.st_ino, st.st_mtime_ns, st.st_size)
         if journal:
             try:
                 sig += (os.stat(self.dir / journal).st_size,)
