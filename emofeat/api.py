@@ -16,10 +16,12 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from emofeat import config as config_mod
 from emofeat.engine import (

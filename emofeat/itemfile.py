@@ -473,15 +473,19 @@ def open_item(ref: ItemRef) -> Iterator[h5py.Group]:
 
 
 def export_item(ref: ItemRef) -> bytes:
-    """An item as the bytes of an item file of its own (to send it to another machine)."""
+    """An item as the bytes of an item file of its own (to send it to another machine);
+    an item in a shard gets its aligned view and root attributes back."""
     if not isinstance(ref, tuple):
         return Path(ref).read_bytes()
     buf = io.BytesIO()
     with open_item(ref) as src, h5py.File(buf, "w") as dst:
         for name in src:
             src.copy(src[name], dst, name=name)
-        for k, v in src.attrs.items():
-            dst.attrs[k] = v
+            if name != "frames":
+                data, _ = aligned_view(src[name])
+                dst[name].create_dataset("aligned/data", data=data)
+        for k, v in item_attrs_of(src).items():
+            dst.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
     return buf.getvalue()
 
 
@@ -521,9 +525,9 @@ class StoredInput:
             raise KeyError(f"{self.key}: no stored extractor {extractor!r}")
         with open_item(self.files[extractor]) as f:
             g = f[stream]
-            n = g["aligned/data"].shape[0]
+            n = g["aligned/mask"].shape[0]
             for a in range(0, n, block):
-                yield a, g["aligned/data"][a : a + block], g["aligned/mask"][a : a + block]
+                yield (a, *aligned_view(g, a, a + block))
 
     def read_aligned(
         self, extractor: str, stream: str, start: int, stop: int
@@ -532,8 +536,7 @@ class StoredInput:
         if extractor not in self.files:
             raise KeyError(f"{self.key}: no stored extractor {extractor!r}")
         with open_item(self.files[extractor]) as f:
-            g = f[stream]
-            return g["aligned/data"][start:stop], g["aligned/mask"][start:stop]
+            return aligned_view(f[stream], start, stop)
 
     def provenance(self, extractor: str) -> dict[str, Any]:
         """The source item's attributes."""
@@ -560,38 +563,83 @@ def decode_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
 def read_attrs(ref: ItemRef) -> dict[str, Any]:
     """The root attributes of an item (provenance), JSON values decoded."""
     with open_item(ref) as f:
-        return decode_attrs(f.attrs)
+        return item_attrs_of(f)
 
 
-def copy_item(src: h5py.Group, dst: h5py.Group, chunked_above: int = 1 << 20) -> None:
-    """Copy an item (its root group) into ``dst``, as a shard holds it.
+def item_attrs_of(g: h5py.Group) -> dict[str, Any]:
+    """An item's provenance attributes: the item file's root attributes, or the one
+    ``provenance`` JSON attribute of its group in a shard."""
+    raw = g.attrs.get("provenance")
+    if raw is not None:
+        return dict(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
+    return decode_attrs(g.attrs)
 
-    Datasets up to ``chunked_above`` bytes become one gzip-compressed chunk each (an item
-    file's 4096-row chunks cost more than small data itself); larger ones keep chunks of
-    about 256 KiB. Attributes are copied as they are.
+
+def aligned_view(
+    s: h5py.Group, start: int = 0, stop: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``start:stop`` of a stream's frame-aligned view: ``(data, mask)``.
+
+    An item file stores the view (``aligned/data``); a shard stores only which native row
+    each frame takes (``aligned/row``, -1: none) and the view is gathered from the native
+    rows here (NaN where no row).
     """
-    for k, v in src.attrs.items():
-        dst.attrs[k] = v
+    mask = s["aligned/mask"][start:stop]
+    if "aligned/data" in s:
+        return s["aligned/data"][start:stop], mask
+    row = s["aligned/row"][start:stop]
+    ok = row >= 0
+    if not ok.any():
+        return np.full((len(row), s["data"].shape[1]), np.nan, np.float32), mask
+    lo, hi = int(row[ok].min()), int(row[ok].max()) + 1
+    return gather_rows(s["data"][lo:hi], np.where(ok, row - lo, -1)), mask
+
+
+def shard_item(src: h5py.Group, dst: h5py.Group, shared: h5py.Group) -> None:
+    """Write an item (its file's root group ``src``) into its group ``dst`` of a shard.
+
+    A shard keeps what cannot be derived, in as few HDF5 objects as possible, because for
+    short inputs the objects cost more than the data: every dataset is one compressed
+    chunk; the frame-aligned view is not stored (``aligned/row`` gives it, see
+    :func:`aligned_view`); dimension names are stored once per shard and hard-linked
+    (``shared``); the provenance attributes are one JSON attribute, ``provenance``.
+    """
+    dst.attrs["provenance"] = np.bytes_(json.dumps(decode_attrs(src.attrs), sort_keys=True))
     for name, obj in src.items():
-        if isinstance(obj, h5py.Group):
-            copy_item(obj, dst.create_group(name), chunked_above)
+        if name == "frames":
+            g = dst.create_group("frames")
+            _compressed(g, "times", obj["times"][()])
+            for k, v in obj.attrs.items():
+                g.attrs[k] = v
             continue
-        data = obj[()]
-        if obj.dtype.kind == "O" or data.size == 0:  # strings, empty: as they are
-            ds = dst.create_dataset(name, data=data, dtype=obj.dtype)
-        else:
-            if data.nbytes <= chunked_above:
-                chunks = data.shape
-            else:
-                row = max(1, data.nbytes // max(1, data.shape[0]))
-                chunks = (max(1, min(data.shape[0], (1 << 18) // row)), *data.shape[1:])
-            ds = dst.create_dataset(
-                name,
-                data=data,
-                chunks=chunks,
-                compression="gzip",
-                compression_opts=4,
-                shuffle=data.dtype.itemsize > 1,
-            )
+        g = dst.create_group(name)
         for k, v in obj.attrs.items():
-            ds.attrs[k] = v
+            g.attrs[k] = v
+        for part in ("data", "times", "mask"):
+            _compressed(g, part, obj[part][()])
+        labels = obj["labels"][()]
+        tag = hashlib.sha256(
+            b"\0".join(x if isinstance(x, bytes) else x.encode() for x in labels)
+        ).hexdigest()[:16]
+        if tag not in shared:
+            shared.create_dataset(tag, data=labels, dtype=obj["labels"].dtype)
+        g["labels"] = shared[tag]  # a hard link: no copy
+        _compressed(g, "aligned/row", obj["aligned/row"][()].astype(np.int32))
+        _compressed(g, "aligned/mask", obj["aligned/mask"][()])
+
+
+def _compressed(g: h5py.Group, name: str, data: np.ndarray) -> None:
+    """One dataset, one gzip chunk (up to 4 MiB; larger data in chunks of about 1 MiB)."""
+    if data.size == 0:
+        g.create_dataset(name, data=data)
+        return
+    row = max(1, data.nbytes // max(1, data.shape[0]))
+    rows = data.shape[0] if data.nbytes <= 4 << 20 else max(1, (1 << 20) // row)
+    g.create_dataset(
+        name,
+        data=data,
+        chunks=(rows, *data.shape[1:]),
+        compression="gzip",
+        compression_opts=4,
+        shuffle=data.dtype.itemsize > 1,
+    )

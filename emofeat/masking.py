@@ -16,7 +16,7 @@ import numpy as np
 
 from emofeat.config import split_mask
 from emofeat.errors import EmofeatError
-from emofeat.itemfile import GuardedFile, ItemRef, open_h5, open_item, read_attrs
+from emofeat.itemfile import GuardedFile, ItemRef, item_attrs_of, open_h5, open_item, read_attrs
 from emofeat.timeline import align_to_frames
 
 
@@ -24,8 +24,7 @@ def mask_streams(ref: ItemRef) -> list[tuple[str, int]]:
     """``(stream, dims)`` of an item in the extractor's declared order."""
     with open_item(ref) as f:
         names = [n for n in f.keys() if n != "frames"]
-        order = f.attrs.get("streams")
-        declared = json.loads(order) if order is not None else []
+        declared = item_attrs_of(f).get("streams") or []
         ordered = [n for n in declared if n in names] + sorted(set(names) - set(declared))
         return [(n, int(f[n]["data"].shape[1])) for n in ordered]
 

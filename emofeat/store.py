@@ -35,11 +35,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from emofeat import faults
 from emofeat._version import __version__
@@ -50,14 +52,16 @@ from emofeat.itemfile import FORMAT_VERSION as FORMAT_VERSION
 from emofeat.itemfile import (
     GuardedFile,
     ItemRef,
-    copy_item,
+    aligned_view,
     decode_attrs,
     describe_item,
     edge_digest,
     file_digests,
     fsync_path,
+    item_attrs_of,
     open_h5,
     open_item,
+    shard_item,
 )
 from emofeat.itemfile import ItemWriter as ItemWriter
 from emofeat.itemfile import StoredInput as StoredInput
@@ -169,17 +173,54 @@ class _Entry:
     meta: dict[str, Any] | None = None  # emofeat.itemfile.describe_item; None: older store
     group: str = "/"  # "/": an item file of its own; "/<key>/<extractor>" in a shard
 
-    def record(self) -> dict[str, Any]:
-        rec = {"key": self.key, "extractor": self.extractor, "file": self.file, "meta": self.meta}
+    def record(self, profiles: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The entry as a catalog line; the attributes it shares with other items (settings,
+        plugin, licence...) go into ``profiles`` (profile id -> attributes), the line names
+        the profile."""
+        meta = self.meta
+        if meta is not None:
+            attrs = meta["attrs"]
+            shared = {k: v for k, v in attrs.items() if k not in _OWN_ATTRS}
+            pid = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
+            profiles[pid] = shared
+            own = {k: v for k, v in attrs.items() if k in _OWN_ATTRS}
+            meta = {**meta, "attrs": own, "profile": pid}
+        rec = {"key": self.key, "extractor": self.extractor, "file": self.file, "meta": meta}
         if self.group != "/":
             rec["group"] = self.group
         return rec
 
-    @staticmethod
-    def of(rec: dict[str, Any]) -> _Entry:
-        return _Entry(
-            rec["key"], rec["extractor"], rec["file"], rec.get("meta"), rec.get("group", "/")
-        )
+
+_OWN_ATTRS = frozenset(
+    {"key", "item_id", "created", "source", "media", "warnings", "mask", "source_items"}
+)
+"""Item attributes that differ from item to item; the others are kept once per profile."""
+
+
+def _records(entries: list[_Entry]) -> dict[str, Any]:
+    """Catalog lines of entries and the profiles they name (a journal record's body)."""
+    profiles: dict[str, dict[str, Any]] = {}
+    items = [e.record(profiles) for e in entries]
+    return {"items": items, "profiles": profiles}
+
+
+def _apply_item(
+    entries: dict[str, dict[str, _Entry]], profiles: dict[str, Any], it: dict[str, Any]
+) -> None:
+    """One catalog line into the entries: a new or replaced item, or a moved one."""
+    sk, sx = safe_name(it["key"]), safe_name(it["extractor"])
+    if it.get("moved"):  # compaction: same item, now in a shard
+        e = entries.get(sk, {}).get(sx)
+        if e is not None:
+            e.file, e.group = it["file"], it.get("group", "/")
+        return
+    meta = it.get("meta")
+    if meta is not None and "profile" in meta:
+        meta = dict(meta)
+        meta["attrs"] = {**profiles.get(meta.pop("profile"), {}), **meta["attrs"]}
+    entries.setdefault(sk, {})[sx] = _Entry(
+        it["key"], it["extractor"], it["file"], meta, it.get("group", "/")
+    )
 
 
 @dataclass
@@ -194,6 +235,7 @@ class _Snapshot:
     journal_log: list[dict[str, Any]]
     journal_size: int  # bytes of valid records in the journal
     shards: dict[str, dict[str, Any]] = field(default_factory=dict)  # file -> size, digests
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> shared attrs
     signature: tuple[int, ...] = ()
 
 
@@ -334,7 +376,15 @@ class FeatureStore:
                 f.create_group("items")
                 # JSON lines as bytes: appending never grows a string heap (which variable-
                 # length strings do on every reopen), so the index stays small
-                f.create_dataset("log", shape=(0,), maxshape=(None,), dtype="u1", chunks=(65536,))
+                f.create_dataset(
+                    "log",
+                    shape=(0,),
+                    maxshape=(None,),
+                    dtype="u1",
+                    chunks=(65536,),
+                    compression="gzip",
+                    compression_opts=4,
+                )
                 f.create_dataset(
                     "catalog",
                     shape=(0,),
@@ -485,12 +535,13 @@ class FeatureStore:
                 applied = int(f.attrs.get("applied", 0))
                 entries: dict[str, dict[str, _Entry]] = {}
                 shards: dict[str, dict[str, Any]] = {}
+                profiles: dict[str, dict[str, Any]] = {}
                 if "catalog" in f:
-                    raw = f["catalog"][:].tobytes()
-                    for line in raw.splitlines():
-                        rec = json.loads(line)
-                        e = _Entry.of(rec)
-                        entries.setdefault(safe_name(e.key), {})[safe_name(e.extractor)] = e
+                    if "profiles" in f:
+                        for line in f["profiles"][:].tobytes().splitlines():
+                            profiles.update(json.loads(line))
+                    for line in f["catalog"][:].tobytes().splitlines():
+                        _apply_item(entries, profiles, json.loads(line))
                     if "shards" in f:
                         for line in f["shards"][:].tobytes().splitlines():
                             shards.update(json.loads(line))
@@ -505,14 +556,14 @@ class FeatureStore:
             raise
         except (OSError, KeyError, ValueError) as exc:
             raise StoreError(f"{self.path}: the index is damaged ({exc})") from exc
-        return _Snapshot(version, entries, journal, applied, applied, [], 0, shards)
+        return _Snapshot(version, entries, journal, applied, applied, [], 0, shards, profiles)
 
     @staticmethod
     def _apply(snap: _Snapshot, rec: dict[str, Any]) -> None:
         snap.shards.update(rec.get("shards", {}))
+        snap.profiles.update(rec.get("profiles", {}))
         for it in rec.get("items", []):
-            e = _Entry.of(it)
-            snap.entries.setdefault(safe_name(e.key), {})[safe_name(e.extractor)] = e
+            _apply_item(snap.entries, snap.profiles, it)
         snap.journal_log.extend(rec.get("log", []))
         snap.seq = max(snap.seq, int(rec.get("seq", 0)))
 
@@ -617,7 +668,7 @@ class FeatureStore:
         if folders:
             fsync_path(self.dir / "items", directory=True)
         faults.point(_F_RENAMED)
-        record = {"seq": snap.seq + 1, "items": [e.record() for e in entries], "log": log}
+        record = {"seq": snap.seq + 1, **_records(entries), "log": log}
         self._append_journal(snap, _journal_line(record))
         faults.point(_F_JOURNALED)
         self._apply(snap, record)
@@ -759,10 +810,11 @@ class FeatureStore:
         guard = GuardedFile(tmp, "w")
         try:
             with open_h5(guard, "w", libver=("v110", "latest")) as shard:
+                shared = shard.create_group("_labels")
                 for e in batch:
                     group = f"/{safe_name(e.key)}/{safe_name(e.extractor)}"
                     with h5py.File(self.path.parent / e.file, "r") as src:
-                        copy_item(src, shard.create_group(group))
+                        shard_item(src, shard.create_group(group), shared)
                     guard.check()
                     moved.append(_Entry(e.key, e.extractor, rel, e.meta, group))
                     if on_item is not None:
@@ -780,7 +832,10 @@ class FeatureStore:
         faults.point(_F_CP_RENAMED)
         record = {
             "seq": snap.seq + 1,
-            "items": [e.record() for e in moved],
+            "items": [
+                {"key": e.key, "extractor": e.extractor, "file": rel, "group": e.group, "moved": 1}
+                for e in moved
+            ],
             "shards": {rel: {"size": size, "sha256": sha, "edges": edges}},
             "drop": [e.file for e in batch],
             "log": [],
@@ -789,10 +844,10 @@ class FeatureStore:
         faults.point(_F_CP_JOURNALED)
         self._apply(snap, record)
         self._unapplied.append(record)
-        for i, e in enumerate(batch):
+        for i, rel_file in enumerate(record["drop"]):  # the entries now name the shard
             if i == len(batch) // 2:
                 faults.point(_F_CP_DROPPING)
-            _remove_item_file(self.path.parent / e.file)
+            _remove_item_file(self.path.parent / rel_file)
         return size
 
     def _fold(self, f: h5py.File, snap: _Snapshot, records: list[dict[str, Any]]) -> None:
@@ -808,9 +863,7 @@ class FeatureStore:
                 compression_opts=4,
             )
             f.attrs["format_version"] = STORE_VERSION
-            records = [
-                {"items": [e.record() for by in snap.entries.values() for e in by.values()]}
-            ] + records
+            records = [_records([e for by in snap.entries.values() for e in by.values()])] + records
         items = [it for rec in records for it in rec.get("items", [])]
         for it in items:
             g = f.require_group(f"items/{safe_name(it['key'])}")
@@ -820,6 +873,18 @@ class FeatureStore:
             if name in g:
                 del g[name]
             g[name] = h5py.ExternalLink(it["file"], it.get("group", "/"))
+        profiles = {k: v for rec in records for k, v in rec.get("profiles", {}).items()}
+        if profiles:
+            if "profiles" not in f:
+                f.create_dataset(
+                    "profiles", shape=(0,), maxshape=(None,), dtype="u1", chunks=(16384,)
+                )
+            known = set()
+            for line in f["profiles"][:].tobytes().splitlines():
+                known.update(json.loads(line))
+            new = {k: v for k, v in profiles.items() if k not in known}
+            if new:
+                _append_bytes(f["profiles"], (json.dumps(new, sort_keys=True) + "\n").encode())
         lines = "".join(json.dumps(it, sort_keys=True) + "\n" for it in items).encode()
         _append_bytes(f["catalog"], lines)
         shards = {k: v for rec in records for k, v in rec.get("shards", {}).items()}
@@ -890,9 +955,8 @@ class FeatureStore:
             if e.meta is not None:
                 return dict(e.meta["attrs"]) if path.exists() else None
             with self._open(key, extractor) as g:
-                if not g.attrs.get("complete", False):
-                    return None
-                return decode_attrs(g.attrs)
+                attrs = item_attrs_of(g)
+                return attrs if attrs.get("complete", False) else None
         except (KeyError, OSError):
             return None
 
@@ -1084,6 +1148,8 @@ class FeatureStore:
             data = data.copy()
             data[~np.concatenate([p.mask for p in parts])] = np.nan
         times = np.concatenate([p.times for p in parts])
+        import pandas as pd  # not at import time: listing a store needs no pandas
+
         index = pd.MultiIndex.from_arrays(
             [
                 np.repeat(np.array(files, dtype=object), [len(p.data) for p in parts]),
@@ -1096,6 +1162,12 @@ class FeatureStore:
 
     def run_log(self) -> pd.DataFrame:
         """Every recorded outcome, oldest first, as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.log_entries())
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """Every run-log entry, oldest first, as dicts (:meth:`run_log` without pandas)."""
         for _ in range(100):
             snap = self._snapshot()
             try:
@@ -1106,8 +1178,7 @@ class FeatureStore:
                     raw = f["log"][:].tobytes().decode()
             except FileNotFoundError:
                 continue
-            entries = [json.loads(line) for line in raw.splitlines() if line]
-            return pd.DataFrame(entries + snap.journal_log)
+            return [json.loads(line) for line in raw.splitlines() if line] + snap.journal_log
         raise StoreError(f"{self.path}: the index keeps changing while being read")
 
     def stored_input(self, key: str, extra: dict[str, Path] | None = None) -> StoredInput:
@@ -1136,13 +1207,9 @@ def _read_stream(
     s = g[stream]
     labels = [x.decode() if isinstance(x, bytes) else x for x in s["labels"][:]]
     if aligned:
+        data, mask = aligned_view(s)
         return StreamData(
-            s["aligned/data"][:],
-            g["frames/times"][:],
-            s["aligned/mask"][:],
-            labels,
-            True,
-            s["aligned/row"][:],
+            data, g["frames/times"][:], mask, labels, True, s["aligned/row"][:].astype(np.int64)
         )
     return StreamData(s["data"][:], s["times"][:], s["mask"][:], labels, False)
 

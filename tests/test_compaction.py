@@ -6,6 +6,7 @@ real CLI, real SIGKILLs at every step of a compaction (``EMOFEAT_FAULT``).
 
 from __future__ import annotations
 
+import json
 import signal
 
 import h5py
@@ -89,7 +90,13 @@ def test_compact_keeps_every_value_and_plain_h5py_access(inputs, tmp_path):
     # plain h5py follows the index's external links into the shard
     with h5py.File(out, "r") as f:
         data = f["items/u2/egemaps/lld/data"][:]
-        assert f["items/u2/egemaps"].attrs["extractor"] == "egemaps"
+        provenance = json.loads(f["items/u2/egemaps"].attrs["provenance"])
+        assert provenance["extractor"] == "egemaps" and provenance["key"] == "u2"
+        # no stored aligned view in a shard: aligned/row says which native row each frame has
+        row = f["items/u2/egemaps/lld/aligned/row"][:]
+        ok = row >= 0
+        aligned = before[("u2", "egemaps", "lld", True)][0]
+        np.testing.assert_array_equal(f["items/u2/egemaps/lld/data"][:][row[ok]], aligned[ok])
     np.testing.assert_array_equal(data, before[("u2", "egemaps", "lld", False)][0])
     # an item exported from the shard is an item file of its own again
     ref = emofeat.open_store(out).item_ref("u1", "functionals")

@@ -14,12 +14,18 @@ from emofeat.cli.output import console, out
 from emofeat.errors import StoreError
 from emofeat.store import ALIGNMENT_RULE, open_store
 
+MAX_ROWS = 40
+"""Items listed one by one without --all; a larger store is summarised per extractor."""
+
 
 @click.command()
 @click.argument("store_path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--log", "show_log", is_flag=True, help="Print the whole run log.")
-def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
+@click.option(
+    "--all", "show_all", is_flag=True, help=f"List every item (default: up to {MAX_ROWS})."
+)
+def inspect(store_path: str, as_json: bool, show_log: bool, show_all: bool) -> None:
     """Show a store: items, extractors, shapes, coverage, provenance, failures."""
     try:
         store = open_store(store_path)
@@ -68,10 +74,10 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
         for it in items
         if it["status"] == "complete" and it["alignment"] != ALIGNMENT_RULE
     ]
-    log = store.run_log()
+    log = store.log_entries()
     latest: dict[tuple[str, str], dict] = {}
-    if len(log):
-        for rec in log[log["event"].isin(["item", "input"])].to_dict("records"):
+    for rec in log:
+        if rec.get("event") in ("item", "input"):
             latest[(rec.get("input"), rec.get("extractor") or "")] = rec
     # per-item outcomes, plus input-level ones that have none (e.g. a path matching nothing)
     with_items = {inp for inp, ex in latest if ex}
@@ -80,7 +86,7 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
         for (inp, ex), r in latest.items()
         if r.get("status") in ("failed", "skipped") and (ex or inp not in with_items)
     ]
-    runs = log[log["event"] == "run-start"].to_dict("records") if len(log) else []
+    runs = [rec for rec in log if rec.get("event") == "run-start"]
     if as_json:
         out.print_json(
             json.dumps(
@@ -100,6 +106,8 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
         f"[bold]{store_path}[/]: {len(store.items())} inputs, {len(items)} items, {len(runs)} runs",
         highlight=False,
     )
+    out.print(_summary(items))
+    listed = items if show_all or len(items) <= MAX_ROWS else []
     t = Table(show_header=True, header_style="bold")
     for col in (
         "input",
@@ -112,7 +120,7 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
         "licence",
     ):
         t.add_column(col)
-    for it in items:
+    for it in listed:
         if it["status"] != "complete":
             t.add_row(it["key"], it["extractor"], "-", it["status"], "", "", "", "")
             continue
@@ -127,7 +135,10 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
                 str(it["extractor_version"]) if i == 0 else "",
                 (it["license"] or "") if i == 0 else "",
             )
-    out.print(t)
+    if listed:
+        out.print(t)
+    else:
+        out.print(f"{len(items)} items: --all lists each one", highlight=False)
     if items:
         first = next(i for i in items if i["status"] == "complete")
         out.print(
@@ -152,8 +163,9 @@ def inspect(store_path: str, as_json: bool, show_log: bool) -> None:
         )
         for s in stale:
             out.print(escape(f"  {s['key']} x {s['extractor']}"), highlight=False)
-    if show_log and len(log):
-        for rec in log.to_dict("records"):
+    if show_log:
+        for rec in log:
+            rec = dict(rec)
             tb = rec.pop("traceback", None)
             out.print(
                 json.dumps({k: v for k, v in rec.items() if v == v}, default=str), highlight=False
@@ -178,3 +190,33 @@ def _read_streams(store: Any, key: str, ex: str) -> list[dict[str, Any]]:
             }
         )
     return streams
+
+
+def _summary(items: list[dict[str, Any]]) -> Table:
+    """Per extractor and stream: items, dims, native rows, frames, mean coverage."""
+    per: dict[tuple[str, str], dict[str, Any]] = {}
+    for it in items:
+        for st in it.get("streams") or []:
+            d = per.setdefault(
+                (it["extractor"], st["name"]),
+                {"items": 0, "dims": st["dims"], "rows": 0, "frames": 0, "coverage": 0.0},
+            )
+            d["items"] += 1
+            d["rows"] += st["rows"]
+            d["frames"] += st["frames"]
+            d["coverage"] += st["coverage"] * st["frames"]
+    t = Table(title="per extractor", show_header=True, header_style="bold")
+    for col in ("extractor", "stream", "items", "dims", "rows", "frames", "coverage"):
+        t.add_column(col, justify="left" if col in ("extractor", "stream") else "right")
+    for (ex, name), d in sorted(per.items()):
+        cov = d["coverage"] / d["frames"] if d["frames"] else 0.0
+        t.add_row(
+            ex,
+            name,
+            str(d["items"]),
+            str(d["dims"]),
+            str(d["rows"]),
+            str(d["frames"]),
+            f"{100 * cov:.1f}%",
+        )
+    return t
