@@ -482,8 +482,13 @@ def export_item(ref: ItemRef) -> bytes:
         for name in src:
             src.copy(src[name], dst, name=name)
             if name != "frames":
-                data, _ = aligned_view(src[name])
+                data, mask = aligned_view(src[name])
                 dst[name].create_dataset("aligned/data", data=data)
+                if "aligned/mask" not in dst[name]:
+                    dst[name].create_dataset("aligned/mask", data=mask)
+                if "mask" not in dst[name]:
+                    dst[name].create_dataset("mask", data=valid_rows(src[name], "mask"))
+                dst[name].attrs.pop("all_valid", None)
         for k, v in item_attrs_of(src).items():
             dst.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
     return buf.getvalue()
@@ -525,7 +530,7 @@ class StoredInput:
             raise KeyError(f"{self.key}: no stored extractor {extractor!r}")
         with open_item(self.files[extractor]) as f:
             g = f[stream]
-            n = g["aligned/mask"].shape[0]
+            n = g["aligned/row"].shape[0]
             for a in range(0, n, block):
                 yield (a, *aligned_view(g, a, a + block))
 
@@ -584,7 +589,7 @@ def aligned_view(
     each frame takes (``aligned/row``, -1: none) and the view is gathered from the native
     rows here (NaN where no row).
     """
-    mask = s["aligned/mask"][start:stop]
+    mask = valid_rows(s, "aligned/mask", start, stop)
     if "aligned/data" in s:
         return s["aligned/data"][start:stop], mask
     row = s["aligned/row"][start:stop]
@@ -615,8 +620,9 @@ def shard_item(src: h5py.Group, dst: h5py.Group, shared: h5py.Group) -> None:
         g = dst.create_group(name)
         for k, v in obj.attrs.items():
             g.attrs[k] = v
-        for part in ("data", "times", "mask"):
+        for part in ("data", "times"):
             _compressed(g, part, obj[part][()])
+        _valid(g, "mask", obj["mask"][()])
         labels = obj["labels"][()]
         tag = hashlib.sha256(
             b"\0".join(x if isinstance(x, bytes) else x.encode() for x in labels)
@@ -625,7 +631,23 @@ def shard_item(src: h5py.Group, dst: h5py.Group, shared: h5py.Group) -> None:
             shared.create_dataset(tag, data=labels, dtype=obj["labels"].dtype)
         g["labels"] = shared[tag]  # a hard link: no copy
         _compressed(g, "aligned/row", obj["aligned/row"][()].astype(np.int32))
-        _compressed(g, "aligned/mask", obj["aligned/mask"][()])
+        _valid(g, "aligned/mask", obj["aligned/mask"][()])
+
+
+def valid_rows(s: h5py.Group, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """A stream's ``mask`` or ``aligned/mask`` (rows ``start:stop``). In a shard a mask
+    that is all valid is not stored (attribute ``all_valid`` lists it)."""
+    if name in s:
+        return np.asarray(s[name][start:stop], dtype=bool)
+    n = (s["data"] if name == "mask" else s["aligned/row"]).shape[0]
+    return np.ones(len(range(n)[start:stop]), dtype=bool)
+
+
+def _valid(g: h5py.Group, name: str, mask: np.ndarray) -> None:
+    if len(mask) and mask.all():
+        g.attrs["all_valid"] = " ".join([*str(g.attrs.get("all_valid", "")).split(), name])
+        return
+    _compressed(g, name, mask)
 
 
 def _compressed(g: h5py.Group, name: str, data: np.ndarray) -> None:

@@ -16,7 +16,15 @@ import numpy as np
 
 from emofeat.config import split_mask
 from emofeat.errors import EmofeatError
-from emofeat.itemfile import GuardedFile, ItemRef, item_attrs_of, open_h5, open_item, read_attrs
+from emofeat.itemfile import (
+    GuardedFile,
+    ItemRef,
+    item_attrs_of,
+    open_h5,
+    open_item,
+    read_attrs,
+    valid_rows,
+)
 from emofeat.timeline import align_to_frames
 
 
@@ -102,7 +110,7 @@ def mask_item(
     with open_item(source) as f:
         g = f[stream]
         times = g["times"][:]
-        on = g["mask"][:] & (g["data"][:, 0] >= 0.5)  # NaN compares False: inactive
+        on = valid_rows(g, "mask") & (g["data"][:, 0] >= 0.5)  # NaN compares False: inactive
     masked: dict[str, int] = {}
     guard = GuardedFile(path, "r+")
     with open_h5(guard, "r+") as f:

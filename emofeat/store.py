@@ -62,6 +62,7 @@ from emofeat.itemfile import (
     open_h5,
     open_item,
     shard_item,
+    valid_rows,
 )
 from emofeat.itemfile import ItemWriter as ItemWriter
 from emofeat.itemfile import StoredInput as StoredInput
@@ -1211,7 +1212,7 @@ def _read_stream(
         return StreamData(
             data, g["frames/times"][:], mask, labels, True, s["aligned/row"][:].astype(np.int64)
         )
-    return StreamData(s["data"][:], s["times"][:], s["mask"][:], labels, False)
+    return StreamData(s["data"][:], s["times"][:], valid_rows(s, "mask"), labels, False)
 
 
 def _remove_item_file(path: Path) -> None:
