@@ -60,7 +60,6 @@ from emofeat.itemfile import (
     fsync_path,
     item_attrs_of,
     open_h5,
-    open_item,
     shard_item,
     valid_rows,
 )
@@ -288,6 +287,7 @@ class FeatureStore:
         self._snap: _Snapshot | None = None
         self._unapplied: list[dict[str, Any]] = []  # journal records not yet in the index
         self._hashed: dict[tuple[Any, ...], str] = {}  # (file, inode, mtime, size) -> sha256
+        self._shards: dict[str, h5py.File] = {}  # shard files open for reading
         if mode == "r":
             if not self.path.exists():
                 raise StoreError(f"{self.path}: no such store")
@@ -457,6 +457,9 @@ class FeatureStore:
         A checkpoint that fails here (disk full) loses nothing: the journal keeps every
         commit and the next writer or reader uses it.
         """
+        for f in self._shards.values():
+            f.close()
+        self._shards.clear()
         if self._lock_fd is None:
             return
         try:
@@ -831,6 +834,7 @@ class FeatureStore:
         fsync_path(final.parent, directory=True)
         fsync_path(self.dir, directory=True)
         faults.point(_F_CP_RENAMED)
+        drop = [e.file for e in batch]  # before the record: it makes the entries name the shard
         record = {
             "seq": snap.seq + 1,
             "items": [
@@ -838,14 +842,14 @@ class FeatureStore:
                 for e in moved
             ],
             "shards": {rel: {"size": size, "sha256": sha, "edges": edges}},
-            "drop": [e.file for e in batch],
+            "drop": drop,
             "log": [],
         }
         self._append_journal(snap, _journal_line(record))
         faults.point(_F_CP_JOURNALED)
         self._apply(snap, record)
         self._unapplied.append(record)
-        for i, rel_file in enumerate(record["drop"]):  # the entries now name the shard
+        for i, rel_file in enumerate(drop):
             if i == len(batch) // 2:
                 faults.point(_F_CP_DROPPING)
             _remove_item_file(self.path.parent / rel_file)
@@ -925,19 +929,39 @@ class FeatureStore:
 
     @contextmanager
     def _open(self, key: str, extractor: str) -> Iterator[h5py.Group]:
-        """An item's root group. A file gone since the snapshot was taken (a compaction
-        moved the item) makes the snapshot be read again, once."""
+        """An item's root group. Shards stay open between calls (reading many items of a
+        shard opens it once); a file gone since the snapshot was taken (a compaction moved
+        the item) makes the snapshot be read again, once."""
+        group, owned = self._open_group(key, extractor)
         try:
+            yield group
+        finally:
+            if owned is not None:
+                owned.close()
+
+    def _open_group(self, key: str, extractor: str) -> tuple[h5py.Group, h5py.File | None]:
+        for attempt in (0, 1):
             ref = self.item_ref(key, extractor)
-            with open_item(ref) as g:
-                yield g
-            return
-        except FileNotFoundError:
-            if self._lock_fd is not None:
-                raise
-        self._snap = None
-        with open_item(self.item_ref(key, extractor)) as g:
-            yield g
+            try:
+                if isinstance(ref, tuple):
+                    return self._shard(ref[0])[ref[1]], None
+                f = h5py.File(ref, "r")
+                return f, f
+            except FileNotFoundError:
+                if attempt or self._lock_fd is not None:
+                    raise
+                self._snap = None
+        raise AssertionError("unreachable")
+
+    def _shard(self, path: str) -> h5py.File:
+        f = self._shards.get(path)
+        if f is None or not f.id.valid:
+            if len(self._shards) >= 8:  # a few at a time: the rest are closed
+                for old in list(self._shards.values()):
+                    old.close()
+                self._shards.clear()
+            f = self._shards[path] = h5py.File(path, "r")
+        return f
 
     def item_meta(self, key: str, extractor: str) -> dict[str, Any] | None:
         """What the index keeps about an item (size, checksums, attributes, streams), or

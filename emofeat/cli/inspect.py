@@ -78,7 +78,7 @@ def inspect(store_path: str, as_json: bool, show_log: bool, show_all: bool) -> N
     latest: dict[tuple[str, str], dict] = {}
     for rec in log:
         if rec.get("event") in ("item", "input"):
-            latest[(rec.get("input"), rec.get("extractor") or "")] = rec
+            latest[(str(rec.get("input")), str(rec.get("extractor") or ""))] = rec
     # per-item outcomes, plus input-level ones that have none (e.g. a path matching nothing)
     with_items = {inp for inp, ex in latest if ex}
     failures = [
