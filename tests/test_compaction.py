@@ -180,3 +180,39 @@ def test_sigkill_at_each_compaction_step(inputs, tmp_path, point):
     _extract(inputs, out)  # a rerun after it all: unchanged
     log = emofeat.open_store(out).run_log()
     assert set(log[log["event"] == "input"].tail(N)["status"]) == {"unchanged"}
+
+
+def test_inspect_of_a_large_store_reads_only_the_summary_in_the_index(tmp_path):
+    folder = tmp_path / "utterances"
+    folder.mkdir()
+    n = 45  # more than inspect lists one by one
+    for i in range(n):
+        write_audio(folder / f"s{i:02d}.wav", duration=0.3, f0=100 + 2 * i)
+    (folder / "broken.wav").write_text("not audio")
+    out = tmp_path / "feats.h5"
+    res = run_cli(
+        "extract", "-q", "-p", "egemaps", "--set", "egemaps.functionals=false", str(folder),
+        "-o", str(out),
+    )  # fmt: skip
+    assert res.returncode == 1  # the broken file
+    full = run_cli("inspect", "--all", str(out))
+    fast = run_cli("inspect", str(out))
+    assert fast.returncode == 0 and full.returncode == 0, fast.stderr + full.stderr
+    assert f"{n} inputs, {n} items, 1 runs" in fast.stdout
+    assert f"{n} items: --all lists each one" in fast.stdout
+    store = emofeat.open_store(out)
+    rows = sum(len(store.read(k, "egemaps", "lld").data) for k in store.items())
+    frames = sum(len(store.read(k, "egemaps", "lld", aligned=True).data) for k in store.items())
+    line = next(x for x in fast.stdout.splitlines() if "lld" in x and "egemaps" in x)
+    assert f"{n} │" in line and f"{rows} │" in line and f"{frames} │" in line
+    assert line in full.stdout  # the same totals as from every item's catalog entry
+    assert "broken.wav" in fast.stdout and "1 problem(s)" in fast.stdout
+    assert full.stdout.count("s44") == 1  # --all lists each item
+    # the summary alone: a catalog that cannot be parsed does not matter to it
+    with h5py.File(out, "r+") as f:
+        f["catalog"][:] = np.frombuffer(b"x" * f["catalog"].shape[0], np.uint8)
+    again = run_cli("inspect", str(out))
+    assert again.returncode == 0 and again.stdout == fast.stdout
+    damaged = run_cli("inspect", "--all", str(out))  # reads the catalog: says it is damaged
+    assert damaged.returncode == 2 and "the index is damaged" in damaged.stderr
+    assert "Traceback" not in damaged.stderr

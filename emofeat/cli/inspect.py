@@ -28,10 +28,20 @@ MAX_ROWS = 40
 def inspect(store_path: str, as_json: bool, show_log: bool, show_all: bool) -> None:
     """Show a store: items, extractors, shapes, coverage, provenance, failures."""
     try:
-        store = open_store(store_path)
-    except StoreError as exc:
+        _inspect(store_path, as_json, show_log, show_all)
+    except StoreError as exc:  # not a store, or a damaged index
         console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
+
+
+def _inspect(store_path: str, as_json: bool, show_log: bool, show_all: bool) -> None:
+    store = open_store(store_path)
+    if not (as_json or show_all or show_log):
+        summ = store.summary()  # kept in the index: no catalog to read for a large store
+        if summ and summ["described"] and summ["rule"] == ALIGNMENT_RULE:
+            if summ["items"] > MAX_ROWS:
+                _print_summary(store_path, summ)
+                return
     items: list[dict[str, Any]] = []
     for key in store.items():
         for ex in store.extractors(key):
@@ -106,7 +116,7 @@ def inspect(store_path: str, as_json: bool, show_log: bool, show_all: bool) -> N
         f"[bold]{store_path}[/]: {len(store.items())} inputs, {len(items)} items, {len(runs)} runs",
         highlight=False,
     )
-    out.print(_summary(items))
+    out.print(_summary_table(_stream_totals(items)))
     listed = items if show_all or len(items) <= MAX_ROWS else []
     t = Table(show_header=True, header_style="bold")
     for col in (
@@ -192,31 +202,71 @@ def _read_streams(store: Any, key: str, ex: str) -> list[dict[str, Any]]:
     return streams
 
 
-def _summary(items: list[dict[str, Any]]) -> Table:
-    """Per extractor and stream: items, dims, native rows, frames, mean coverage."""
-    per: dict[tuple[str, str], dict[str, Any]] = {}
+def _stream_totals(items: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Per ``extractor<TAB>stream``: items, dims, native rows, frames, valid frames."""
+    per: dict[str, list[float]] = {}
     for it in items:
         for st in it.get("streams") or []:
-            d = per.setdefault(
-                (it["extractor"], st["name"]),
-                {"items": 0, "dims": st["dims"], "rows": 0, "frames": 0, "coverage": 0.0},
-            )
-            d["items"] += 1
-            d["rows"] += st["rows"]
-            d["frames"] += st["frames"]
-            d["coverage"] += st["coverage"] * st["frames"]
+            agg = per.setdefault(f"{it['extractor']}\t{st['name']}", [0, st["dims"], 0, 0, 0])
+            agg[0] += 1
+            agg[2] += st["rows"]
+            agg[3] += st["frames"]
+            agg[4] += st["coverage"] * st["frames"]
+    return per
+
+
+def _summary_table(per: dict[str, list[float]]) -> Table:
+    """Per extractor and stream: items, dims, native rows, frames, mean coverage."""
     t = Table(title="per extractor", show_header=True, header_style="bold")
     for col in ("extractor", "stream", "items", "dims", "rows", "frames", "coverage"):
         t.add_column(col, justify="left" if col in ("extractor", "stream") else "right")
-    for (ex, name), d in sorted(per.items()):
-        cov = d["coverage"] / d["frames"] if d["frames"] else 0.0
+    for name, (n, dims, rows, frames, valid) in sorted(per.items()):
+        ex, stream = name.split("\t")
+        cov = valid / frames if frames else 0.0
         t.add_row(
             ex,
-            name,
-            str(d["items"]),
-            str(d["dims"]),
-            str(d["rows"]),
-            str(d["frames"]),
+            stream,
+            str(int(n)),
+            str(int(dims)),
+            str(int(rows)),
+            str(int(frames)),
             f"{100 * cov:.1f}%",
         )
     return t
+
+
+def _print_summary(store_path: str, summ: dict[str, Any]) -> None:
+    """``inspect`` of a large store from the summary its index keeps (no catalog read)."""
+    out.print(
+        f"[bold]{store_path}[/]: {summ['inputs']} inputs, {summ['items']} items, "
+        f"{summ['runs']} runs",
+        highlight=False,
+    )
+    out.print(_summary_table(summ["streams"]))
+    out.print(f"{summ['items']} items: --all lists each one", highlight=False)
+    first = summ.get("first")
+    if first:
+        out.print(
+            escape(
+                f"provenance (e.g. {first['key']} x {first['extractor']}): emofeat "
+                f"{first['emofeat_version']}, plugin {first['plugin']}, created "
+                f"{first['created']}, config {json.dumps(first['config'])}"
+            ),
+            highlight=False,
+        )
+    problems = list(summ["problems"].values())
+    if problems:
+        out.print(f"[bold red]{len(problems)} problem(s) in the latest outcomes:[/]")
+        for r in problems:
+            ex = f" ({r['extractor']})" if r.get("extractor") else ""
+            out.print(escape(f"  {r['status']}: {r['input']}{ex}: {r['message']}"), highlight=False)
+    stale = summ["stale"]
+    if stale:
+        rules = ", ".join(sorted({str(a or "not recorded") for _, _, a in stale}))
+        out.print(
+            f"[bold yellow]{len(stale)} item(s) aligned under an older rule[/] "
+            + escape(f"({rules}): rerun the extract command to redo them"),
+            highlight=False,
+        )
+        for key, ex, _ in stale:
+            out.print(escape(f"  {key} x {ex}"), highlight=False)
