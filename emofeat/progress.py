@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,7 +22,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from emofeat.engine import InputResult, RunSummary
+if TYPE_CHECKING:  # annotations only: the console alone (every command's) needs no engine
+    from emofeat.engine import InputResult, RunSummary
 
 
 def stderr_console(stderr: bool = True) -> Console:

@@ -9,12 +9,14 @@ Each writes two streams:
 
 Long audio is processed in blocks of ``block`` seconds with 0.5 s of context on each side,
 so memory does not grow with the input's length.
+
+openSMILE (and pandas, which it imports) is imported when an extractor is created, not when
+this plugin is loaded: every command line that lists commands loads the plugins.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import opensmile
 
 import emofeat
 from emofeat import AudioChunk, ContextChunks, Extractor, Rows, Setting, SlidingWindows, StreamSpec
@@ -23,12 +25,33 @@ _HOP = 0.01  # openSMILE's LLD frame step in both feature sets, seconds
 _CONTEXT = 0.5  # seconds of signal on each side of a block: longer than any LLD window
 
 
+def _skip_distribution_scan() -> None:
+    """Spare the first ``opensmile.Smile`` of a process a scan of every installed package.
+
+    A Smile serialises its parameters when created (audobject), which names the distribution
+    of the ``opensmile`` module from ``importlib.metadata.packages_distributions()``: a walk
+    of every installed distribution's file list, 0.15-0.2 s where PyTorch is installed (a
+    fifth of ``emofeat plugins``, paid by every process that runs egemaps or compare; the
+    name only labels the serialised parameters, which emofeat does not keep). audobject keeps
+    the answers in a module-level dict (private: nothing is done when it is gone); the one
+    for ``opensmile`` is given here, as the scan finds it: the distribution ``opensmile``.
+    """
+    try:
+        from audobject.core import utils
+    except ImportError:
+        return
+    known = getattr(utils, "PACKAGES_DISTRIBUTIONS", None)
+    if isinstance(known, dict) and "opensmile" not in known:
+        known["opensmile"] = ["opensmile"]
+
+
 class _OpenSmileExtractor(Extractor):
     modality = "audio"
     sampling_rate = 16000
     license = "openSMILE: audEERING research licence"
-    feature_set: opensmile.FeatureSet
-    lld_level: opensmile.FeatureLevel = opensmile.FeatureLevel.LowLevelDescriptors
+    #: names of an ``opensmile.FeatureSet`` and an ``opensmile.FeatureLevel`` member
+    feature_set: str
+    lld_level: str = "LowLevelDescriptors"
     settings = {
         "lld": Setting(True, "write the low-level descriptors (10 ms frames)"),
         "functionals": Setting(True, "write functionals over sliding windows"),
@@ -46,15 +69,21 @@ class _OpenSmileExtractor(Extractor):
 
     def __init__(self, config=None, device="cpu"):
         super().__init__(config, device)
+        import opensmile
+
+        _skip_distribution_scan()
+        feature_set = opensmile.FeatureSet[self.feature_set]
         # each openSMILE instance costs 10-30 ms to build: only the streams asked for
         self._lld = (
-            opensmile.Smile(feature_set=self.feature_set, feature_level=self.lld_level)
+            opensmile.Smile(
+                feature_set=feature_set, feature_level=opensmile.FeatureLevel[self.lld_level]
+            )
             if self.config["lld"]
             else None
         )
         self._func = (
             opensmile.Smile(
-                feature_set=self.feature_set, feature_level=opensmile.FeatureLevel.Functionals
+                feature_set=feature_set, feature_level=opensmile.FeatureLevel.Functionals
             )
             if self.config["functionals"]
             else None
@@ -127,7 +156,7 @@ class EGeMAPS(_OpenSmileExtractor):
     name = "egemaps"
     version = "1"
     description = "openSMILE eGeMAPSv02: 25 LLDs at 100 Hz + 88 functionals over windows"
-    feature_set = opensmile.FeatureSet.eGeMAPSv02
+    feature_set = "eGeMAPSv02"
 
 
 class ComParE(_OpenSmileExtractor):
@@ -136,7 +165,7 @@ class ComParE(_OpenSmileExtractor):
     name = "compare"
     version = "1"
     description = "openSMILE ComParE_2016: 65 LLDs at 100 Hz + 6373 functionals over windows"
-    feature_set = opensmile.FeatureSet.ComParE_2016
+    feature_set = "ComParE_2016"
 
 
 @emofeat.hookimpl

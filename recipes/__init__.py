@@ -117,7 +117,8 @@ def register_recipes(register):
 
 @emofeat.hookimpl
 def register_commands(cli):
-    """``emofeat datasets synth|info|check`` (imported when the command line starts)."""
+    """``emofeat datasets synth|info|check`` (imported when the command line lists its
+    commands or runs one that is not built in)."""
     from emofeat_recipes.cli import register
 
     register(cli)

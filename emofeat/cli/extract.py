@@ -10,8 +10,6 @@ import sys
 import click
 from rich.markup import escape
 
-from emofeat.api import extract as extract_features
-from emofeat.api import set_compute_threads
 from emofeat.cli.output import console
 from emofeat.errors import (
     ConfigError,
@@ -179,6 +177,10 @@ def extract(
     complete and unchanged in the store are skipped (use --overwrite to redo them).
     Exit status: 0 when every input succeeded or was skipped, 1 when any failed.
     """
+    # the engine is imported when a run starts: listing the commands (--help) stays light
+    from emofeat.api import extract as extract_features
+    from emofeat.api import set_compute_threads
+
     set_compute_threads(threads or max(1, (os.cpu_count() or 1) // workers))
     command = " ".join(shlex.quote(a) for a in ["emofeat", *sys.argv[1:]])
     try:

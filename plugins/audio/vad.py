@@ -26,7 +26,8 @@ partial frame and the probabilities of the frames not yet decided.
 from __future__ import annotations
 
 import hashlib
-from importlib import metadata, resources
+import importlib.util
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,14 @@ def model_path() -> Path:
     Raises:
         FileNotFoundError: the package or its model file is missing.
     """
-    try:
-        path = Path(str(resources.files("silero_vad.data").joinpath(MODEL_FILE)))
-    except ModuleNotFoundError:
+    # found, not imported: the package's __init__ imports torch (for its own PyTorch model)
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"vad: the silero-vad package is not installed; its {MODEL_FILE} is the model "
             "(pip install silero-vad)"
-        ) from None
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"vad: {path} is missing from the installed silero-vad package "
@@ -193,26 +195,35 @@ class Vad(Extractor):
 
     def __init__(self, config=None, device="cpu"):
         super().__init__(config, device)
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (a missing [audio] extra is named at once)
 
         self._path = model_path()
+        self._session = None  # made by prepare(): listing the extractors loads no model
+        self._sha256 = hashlib.sha256(self._path.read_bytes()).hexdigest()
+        thr = float(self.config["threshold"])
+        neg = float(self.config["neg_threshold"])
+        self._neg = neg if neg >= 0 else max(thr - 0.15, 0.01)
+
+    def prepare(self):
+        """The onnxruntime session (once), before any input."""
+        if self._session is not None:
+            return
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
         # a 2 MB recurrent model called every 32 ms of audio: more threads only add overhead
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
+        session = ort.InferenceSession(
             str(self._path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
-        names = {i.name for i in self._session.get_inputs()}
+        names = {i.name for i in session.get_inputs()}
         if names != {"input", "state", "sr"}:
             raise RuntimeError(
                 f"vad: {self._path} has inputs {sorted(names)}, expected input, state, sr "
                 "(an unsupported silero-vad version)"
             )
-        self._sha256 = hashlib.sha256(self._path.read_bytes()).hexdigest()
-        thr = float(self.config["threshold"])
-        neg = float(self.config["neg_threshold"])
-        self._neg = neg if neg >= 0 else max(thr - 0.15, 0.01)
+        self._session = session
 
     def streams(self):
         return [
@@ -234,6 +245,7 @@ class Vad(Extractor):
 
     # -- processing -----------------------------------------------------------------
     def begin(self, info):
+        self.prepare()
         self._state = np.zeros((2, 1, 128), np.float32)
         self._context = np.zeros(CONTEXT, np.float32)
         self._sr = np.array(SR, dtype=np.int64)

@@ -7,6 +7,7 @@ id, number of faces) is stored like any other stream, so crops are reproducible.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -26,6 +27,19 @@ FACE_LABELS = (
 EXPRESSION_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
 _ROW = 15  # box (4) + score (1) + landmarks (10): what is interpolated between detections
 
+#: the pooled feature width (timm's ``num_features``) of the architectures the timm extractors
+#: run by default or commonly, declared so that describing them (``streams()``, what
+#: ``emofeat plugins`` lists) imports neither torch nor timm; another architecture's width is
+#: computed by timm (on the meta device: no weights). Checked against timm by
+#: tests/test_face_extractors.py and, for the extractors' defaults, by tests/test_contract.py.
+TIMM_WIDTHS = {
+    "efficientnet_b0": 1280,
+    "efficientnet_b1": 1280,
+    "efficientnet_lite0": 1280,
+    "vit_base_patch16_224": 768,
+    "vit_tiny_patch16_224": 192,
+}
+
 
 def _cache(config: dict) -> ModelCache:
     return ModelCache(config.get("cache_dir") or None)
@@ -34,6 +48,14 @@ def _cache(config: dict) -> ModelCache:
 def _model_info(name: str, config: dict) -> ModelInfo:
     m = get_model(name)
     return ModelInfo(m.id, m.sha256, m.license, str(_cache(config).folder(m)))
+
+
+def _require(*modules: str) -> None:
+    """Raise the ``ModuleNotFoundError`` importing ``modules`` would raise when one is not
+    installed, without importing any (``find_spec`` of a top-level name imports nothing)."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
 
 def _torch_device(device: str):
@@ -497,6 +519,9 @@ class _TimmFace(_FaceCropExtractor):
             return out
         if self.net is not None:
             feat = self.net.backbone.num_features
+        elif self._arch() in TIMM_WIDTHS:
+            _require("torch", "timm")  # what running it needs: still named when missing
+            feat = TIMM_WIDTHS[self._arch()]
         else:
             import timm
             import torch
