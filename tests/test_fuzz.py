@@ -436,9 +436,25 @@ CASES: list[Case] = [
     Case(
         "flipped bytes",
         "flip_mp4_many.mp4",
-        _write(lambda s: flip(s.mp4, list(range(100, len(s.mp4), len(s.mp4) // 12)), 8)),
-        warned(BAD_PACKETS),
-        warned(BAD_PACKETS),
+        # 12 places spread over the frame data (mdat .. moov): where the encoder put the
+        # index must not decide the outcome
+        _write(
+            lambda s: flip(
+                s.mp4,
+                list(
+                    range(
+                        atom(s.mp4, b"mdat") + 200,
+                        atom(s.mp4, b"moov") - 100,
+                        max(1, (atom(s.mp4, b"moov") - atom(s.mp4, b"mdat") - 300) // 12),
+                    )
+                )[:12],
+                8,
+            )
+        ),
+        # stored, finite; decoders conceal some flips and report others (which, is not
+        # stable across encoder runs); flip_mp4_mdat checks the report
+        DONE,
+        DONE,
     ),
     # lying sizes
     Case(
