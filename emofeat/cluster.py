@@ -109,8 +109,12 @@ def connect(scheduler: str, timeout: float = SCHEDULER_TIMEOUT) -> Any:
         ) from exc
 
 
-def local_cluster(workers: int) -> tuple[Any, Any]:
-    """A local cluster of ``workers`` single-threaded worker processes and its client."""
+def local_cluster(workers: int, gpu: bool = False) -> tuple[Any, Any]:
+    """A local cluster of ``workers`` single-threaded worker processes and its client.
+
+    ``gpu``: every worker offers a ``GPU`` resource (``-j N --device cuda`` on one machine:
+    the N workers share the device the run names).
+    """
     distributed = _dask()
     cluster = distributed.LocalCluster(
         n_workers=workers,
@@ -118,6 +122,7 @@ def local_cluster(workers: int) -> tuple[Any, Any]:
         processes=True,
         dashboard_address=None,
         silence_logs=logging.ERROR,
+        resources={"GPU": 1} if gpu else None,
     )
     return cluster, distributed.Client(cluster)
 

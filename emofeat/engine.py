@@ -378,7 +378,8 @@ def _run_cluster(
     if client is not None:
         cluster.run_on_dask(client, store, work, options, progress, finish, shared_fs)
         return
-    local, client = cluster.local_cluster(min(options.workers, len(pending)))
+    gpu = options.device.startswith("cuda")  # the workers share this machine's device
+    local, client = cluster.local_cluster(min(options.workers, len(pending)), gpu)
     try:
         cluster.run_on_dask(client, store, work, options, progress, finish, shared_fs)
     finally:

@@ -359,3 +359,23 @@ def test_progress_of_worker_tasks_reaches_the_coordinator(media, tmp_path):
     finals = {key: done for key, label, done, total in seen if done == total}
     assert finals == {"a0": 3.0, "a1": 4.0, "a2": 5.0}  # seconds of audio per input
     assert all(r.worker for r in summary.results)  # each names the worker that ran it
+
+
+def test_local_cluster_for_cuda_offers_the_gpu_to_its_workers():
+    """``-j N --device cuda`` on one machine: the local workers share its GPU (a cluster
+    whose workers offer none is refused before anything runs)."""
+    from emofeat import cluster
+    from emofeat.engine import RunOptions
+
+    for gpu in (True, False):
+        local, client = cluster.local_cluster(1, gpu)
+        try:
+            if gpu:
+                assert cluster._check_resources(client, RunOptions(device="cuda")) == {"GPU": 1}
+            else:
+                with pytest.raises(cluster.SchedulerError, match="offer a GPU"):
+                    cluster._check_resources(client, RunOptions(device="cuda:0"))
+            assert cluster._check_resources(client, RunOptions(device="cpu")) is None
+        finally:
+            client.close()
+            local.close()
