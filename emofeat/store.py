@@ -663,14 +663,17 @@ class FeatureStore:
             entries.append(_Entry(key, extractor, rel, m))
         faults.point(_F_STAGED)
         folders = set()
+        created = False
         for (_, _, staged), e in zip(items, entries, strict=True):
             final = self.path.parent / e.file
-            final.parent.mkdir(parents=True, exist_ok=True)
+            if not final.parent.is_dir():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                created = True
             os.replace(staged, final)
             folders.add(final.parent)
         for folder in folders:
             fsync_path(folder, directory=True)
-        if folders:
+        if created:  # a new input folder: its entry in items/ must be on disk too
             fsync_path(self.dir / "items", directory=True)
         faults.point(_F_RENAMED)
         record = {"seq": snap.seq + 1, **_records(entries), "log": log}
