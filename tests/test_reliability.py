@@ -211,3 +211,23 @@ def test_checkpoints_during_a_long_run_keep_readers_and_plain_h5py_consistent(
 
 def json_hop(store: FeatureStore, key: str) -> float:
     return float(store.item_attrs(key, "egemaps")["config"]["settings"]["hop"])
+
+
+def test_disk_full_during_compaction_keeps_the_items_and_says_so(inputs, clean, tmpfs):
+    """Room for the items but not for the shard that would merge them: the run succeeds,
+    the items stay files of their own, a note says to compact later; then it can."""
+    used = sum(p.stat().st_size for p in Path(f"{clean}.d").rglob("*") if p.is_file())
+    disk = tmpfs((int(used * 1.2) // 4096 + 1) * 4096 + clean.stat().st_size)
+    out = disk / "feats.h5"
+    res = run_cli(*EXTRACT, "--compact-at", "1", *map(str, inputs), "-o", str(out))
+    text = res.stdout + res.stderr
+    assert res.returncode == 0, text
+    assert "compaction not done" in text and "no space left on device" in text, text
+    assert "Traceback" not in text
+    assert run_cli("verify", str(out)).returncode == 0
+    assert not list((disk / "feats.h5.d").glob("shards/*.h5"))
+    assert_same_data(out, clean)
+    grow_tmpfs(disk, 64 << 20)
+    again = run_cli("compact", str(out))
+    assert again.returncode == 0 and "8 item files" in again.stdout, again.stdout + again.stderr
+    assert_same_data(out, clean)
