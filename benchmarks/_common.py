@@ -19,6 +19,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def remove_store(store: Path) -> None:
+    """Delete a feature store: its index ``store`` and its folder ``store.d``."""
+    shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
+    store.unlink(missing_ok=True)
+
+
 def children_cpu() -> float:
     """CPU seconds (user + system) of waited-for child processes so far."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)

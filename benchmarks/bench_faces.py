@@ -74,7 +74,6 @@ import argparse
 import gc
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -85,7 +84,7 @@ from pathlib import Path
 
 import _common
 import numpy as np
-from _common import emofeat_exe, git, host, mem_total
+from _common import emofeat_exe, git, host, mem_total, remove_store
 
 HERE = Path(__file__).resolve().parent
 PYFEAT = "py-feat==2.1.5"
@@ -311,9 +310,7 @@ def emofeat_run(
     from emofeat import build_jobs, engine
     from emofeat.store import FeatureStore
 
-    if store.exists():
-        store.unlink()
-    shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
+    remove_store(store)
     if fresh:
         engine._EXTRACTORS.clear()  # each run loads its models, like a fresh CLI process
     t0, c0 = time.perf_counter(), time.process_time()
@@ -632,9 +629,7 @@ def child_rusage(cmd: list[str]) -> dict:
 
 def peak_rss_run(path: Path, store: Path, plugin: str = "face_expr") -> dict:
     """``emofeat extract`` in a fresh process: its peak RSS, wall and CPU time."""
-    if store.exists():
-        store.unlink()
-    shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
+    remove_store(store)
     return child_rusage([emofeat_exe(), "extract", "-p", plugin, str(path), "-o", str(store), "-q"])
 
 
@@ -1093,10 +1088,7 @@ def main() -> None:
     if args.fps_only:
         res = fps_only_run(args, video, warm, store, repeat, r["video"]["frames"])
         r["fps"] = res["fps"]
-        for p in (store,):
-            if p.exists():
-                p.unlink()
-            shutil.rmtree(p.with_name(p.name + ".d"), ignore_errors=True)
+        remove_store(store)
         r["loadavg_end"] = os.getloadavg()
         r["total_seconds"] = time.perf_counter() - t_start
         r["code_changed"] = code_hash() != h0
@@ -1254,9 +1246,7 @@ def main() -> None:
         r["memory"] = mem
 
     for p in (store, work / "mem.h5"):
-        if p.exists():
-            p.unlink()
-        shutil.rmtree(p.with_name(p.name + ".d"), ignore_errors=True)
+        remove_store(p)
 
     r["loadavg_end"] = os.getloadavg()
     r["total_seconds"] = time.perf_counter() - t_start

@@ -66,7 +66,7 @@ def main() -> None:
     store = emofeat.open_store(store_path)
     keys = store.items()
     n_items = sum(len(store.extractors(k)) for k in keys)
-    total = sum(store.item_bytes(k, e) for k in keys for e in store.extractors(k))
+    total = store.stored_bytes()
     gb = total / 1e9
 
     def verify_seconds() -> float:

@@ -43,7 +43,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import children_cpu, code_hash, emofeat_exe, git, host
+from _common import children_cpu, code_hash, emofeat_exe, git, host, remove_store
 
 HERE = Path(__file__).resolve().parent
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox/*.wav"
@@ -139,9 +139,7 @@ def emofeat_run(names: list[str], sets: tuple[str, ...], files: list[str], store
     from emofeat import build_jobs, engine
     from emofeat.store import FeatureStore
 
-    if store.exists():
-        store.unlink()
-    shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
+    remove_store(store)
     engine._EXTRACTORS.clear()  # each run builds its extractors, like a fresh CLI process
     marks: dict[str, tuple[float, float]] = {}
     last = [0.0, 0.0]
@@ -186,9 +184,7 @@ def emofeat_run(names: list[str], sets: tuple[str, ...], files: list[str], store
 
 
 def cli_run(names: list[str], sets: tuple[str, ...], files: list[str], store: Path) -> dict:
-    if store.exists():
-        store.unlink()
-    shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
+    remove_store(store)
     cmd = [emofeat_exe(), "extract", "-q", "-o", str(store)]
     for n in names:
         cmd += ["--plugin", n]

@@ -76,7 +76,7 @@ from pathlib import Path
 from typing import Any
 
 import _common
-from _common import children_cpu, git, host
+from _common import children_cpu, git, host, remove_store
 
 HERE = Path(__file__).resolve().parent
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox/*.wav"
@@ -438,9 +438,7 @@ def engine_run(jobs, media: Path, store_path: Path, device: str = "cpu") -> dict
     from emofeat import engine
     from emofeat.store import FeatureStore
 
-    if store_path.exists():
-        store_path.unlink()
-    shutil.rmtree(store_path.with_name(store_path.name + ".d"), ignore_errors=True)
+    remove_store(store_path)
     with FeatureStore(store_path, mode="a") as st:
         summary = engine.run(st, [media], jobs, engine.RunOptions(device=device))
     (res,) = summary.results

@@ -41,7 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import host  # noqa: E402
+from _common import host, remove_store  # noqa: E402
 
 FAULTS_SRC = HERE.parent / "tests" / "plugins" / "emofeat-faults"
 VIDEO = "WolfgangLanger_Pexels.mp4"
@@ -89,8 +89,7 @@ def clip(src: Path, dst: Path, seconds: float) -> Path:
 def timed_extract(inputs: list[Path], plugins: list[str], store: Path, **kw) -> float:
     import emofeat
 
-    shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
-    store.unlink(missing_ok=True)
+    remove_store(store)
     t0 = time.perf_counter()
     summary = emofeat.extract([str(p) for p in inputs], plugins, store, threads=1, **kw)
     seconds = time.perf_counter() - t0
@@ -103,8 +102,7 @@ def cli_runs(groups: list[tuple[list[Path], Path, list[str]]]) -> float:
     from _common import emofeat_exe
 
     for _, store, _ in groups:
-        shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
-        store.unlink(missing_ok=True)
+        remove_store(store)
     t0 = time.perf_counter()
     procs = [
         subprocess.Popen(

@@ -59,7 +59,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from _common import git, host, mem_total
+from _common import git, host, mem_total, remove_store
 
 HERE = Path(__file__).resolve().parent
 SOURCE = "WolfgangLanger_Pexels.mp4"
@@ -399,7 +399,6 @@ def main() -> int:
 
 def egemaps_cost(folder: Path, repeat: int) -> dict:
     """``engine.run`` of egemaps (defaults: LLDs + functionals) on LibriVox speech, warm."""
-    import shutil
 
     from bench_pdem import read_resampled
 
@@ -420,16 +419,12 @@ def egemaps_cost(folder: Path, repeat: int) -> dict:
     store = folder / "stages_egemaps.h5"
 
     def run():
-        if store.exists():
-            store.unlink()
-        shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
+        remove_store(store)
         with FeatureStore(store, mode="a") as st:
             engine.run(st, [wav], jobs, engine.RunOptions())
 
     r = rounds(run, repeat)
-    if store.exists():
-        store.unlink()
-    shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
+    remove_store(store)
     return {
         "audio_seconds": seconds,
         "cpu_ms_per_audio_s": 1e3 * r["cpu"] / seconds,

@@ -60,7 +60,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -71,7 +70,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import code_hash, emofeat_exe, git, host, mem_total  # noqa: E402
+from _common import code_hash, emofeat_exe, git, host, mem_total, remove_store  # noqa: E402
 
 STORE_CODE = ("emofeat/store.py", "emofeat/itemfile.py", "emofeat/engine.py")
 
@@ -101,11 +100,6 @@ def make_inputs(folder: Path, n: int, seconds: float) -> list[Path]:
     done.write_text(f"{n} x {seconds} s\n")
     log(f"  made {n} inputs in {time.perf_counter() - t0:.1f} s")
     return files
-
-
-def remove_store(store: Path) -> None:
-    shutil.rmtree(store.with_name(store.name + ".d"), ignore_errors=True)
-    store.unlink(missing_ok=True)
 
 
 def extract_slices(

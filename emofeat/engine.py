@@ -91,16 +91,17 @@ def is_unchanged(
         if job.name in store.extractors(key) and notes is not None:
             notes.append(f"{job.name}: the stored item's file is missing; redone")
         return False
-    problem = store.check_item(key, job.name, full=verify)
-    if problem is not None:
-        if notes is not None:
-            notes.append(f"{job.name}: the stored item was damaged ({problem}); redone")
-        return False
     if attrs.get("alignment") != ALIGNMENT_RULE:
         return False
     if attrs.get("config_hash") != config_hash(item_config(job)):
         return False
     if not same_source(attrs.get("source") or {}, ident):
+        return False
+    # the file is read only for an item that would be kept
+    problem = store.check_item(key, job.name, full=verify)
+    if problem is not None:
+        if notes is not None:
+            notes.append(f"{job.name}: the stored item was damaged ({problem}); redone")
         return False
     if job.cls.modality == FEATURES:
         current = {
@@ -233,10 +234,11 @@ class _Coordinator:
         """Commit one input's staged items and log entries (its unchanged ones first)."""
         res.outcomes = self.unchanged.pop((res.input, res.key), []) + res.outcomes
         res.warnings = self.notes.pop((res.input, res.key), []) + res.warnings
-        if not res.fatal:
+        if res.fatal:  # the store cannot be written: what was staged goes
+            for _, _, staged in res.items:
+                Path(staged).unlink(missing_ok=True)
+        else:
             _commit_result(self.store, res, self.entry)
-        for _, _, staged in res.items if res.fatal else []:
-            Path(staged).unlink(missing_ok=True)
         self.summary.results.append(res)
         if self.on_result:
             self.on_result(res)

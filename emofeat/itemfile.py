@@ -222,14 +222,15 @@ def describe_item(path: Path) -> dict[str, Any]:
         n_frames = int(f["frames/times"].shape[0]) if "frames/times" in f else 0
         for name in sorted(n for n in f.keys() if n != "frames"):
             g = f[name]
-            mask = g["aligned/mask"][:] if "aligned/mask" in g else np.zeros(0, bool)
+            frames = int(g["aligned/mask"].shape[0]) if "aligned/mask" in g else 0
             streams.append(
                 {
                     "name": name,
                     "rows": int(g["data"].shape[0]),
                     "dims": int(g["data"].shape[1]),
-                    "frames": int(mask.shape[0]),
-                    "coverage": float(mask.mean()) if len(mask) else 0.0,
+                    "frames": frames,
+                    # kept by finalize and by masking: the share of valid aligned frames
+                    "coverage": float(g.attrs.get("coverage", 0.0)) if frames else 0.0,
                     "level": str(g.attrs.get("level", "frame")),
                 }
             )

@@ -31,7 +31,7 @@ import shutil
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,26 +375,8 @@ class FeatureStore:
                 f.attrs["journal"] = journal
                 f.attrs["applied"] = 0
                 f.create_group("items")
-                # JSON lines as bytes: appending never grows a string heap (which variable-
-                # length strings do on every reopen), so the index stays small
-                f.create_dataset(
-                    "log",
-                    shape=(0,),
-                    maxshape=(None,),
-                    dtype="u1",
-                    chunks=(65536,),
-                    compression="gzip",
-                    compression_opts=4,
-                )
-                f.create_dataset(
-                    "catalog",
-                    shape=(0,),
-                    maxshape=(None,),
-                    dtype="u1",
-                    chunks=(65536,),
-                    compression="gzip",
-                    compression_opts=4,
-                )
+                _bytes_dataset(f, "log")
+                _bytes_dataset(f, "catalog")
             guard.sync_and_close()
             self._replace_index(tmp)
         finally:
@@ -863,15 +845,7 @@ class FeatureStore:
     def _fold(self, f: h5py.File, snap: _Snapshot, records: list[dict[str, Any]]) -> None:
         """Write journal records (or, upgrading, every entry) into an open index copy."""
         if "catalog" not in f:  # upgrading a version-1 store: every entry goes in
-            f.create_dataset(
-                "catalog",
-                shape=(0,),
-                maxshape=(None,),
-                dtype="u1",
-                chunks=(65536,),
-                compression="gzip",
-                compression_opts=4,
-            )
+            _bytes_dataset(f, "catalog")
             f.attrs["format_version"] = STORE_VERSION
             records = [_records([e for by in snap.entries.values() for e in by.values()])] + records
         items = [it for rec in records for it in rec.get("items", [])]
@@ -885,27 +859,21 @@ class FeatureStore:
             g[name] = h5py.ExternalLink(it["file"], it.get("group", "/"))
         profiles = {k: v for rec in records for k, v in rec.get("profiles", {}).items()}
         if profiles:
-            if "profiles" not in f:
-                f.create_dataset(
-                    "profiles", shape=(0,), maxshape=(None,), dtype="u1", chunks=(16384,)
-                )
             known = set()
-            for line in f["profiles"][:].tobytes().splitlines():
+            for line in _bytes_dataset(f, "profiles")[:].tobytes().splitlines():
                 known.update(json.loads(line))
             new = {k: v for k, v in profiles.items() if k not in known}
             if new:
-                _append_bytes(f["profiles"], (json.dumps(new, sort_keys=True) + "\n").encode())
+                _append_bytes(f, "profiles", (json.dumps(new, sort_keys=True) + "\n").encode())
         lines = "".join(json.dumps(it, sort_keys=True) + "\n" for it in items).encode()
-        _append_bytes(f["catalog"], lines)
+        _append_bytes(f, "catalog", lines)
         shards = {k: v for rec in records for k, v in rec.get("shards", {}).items()}
         if shards:
-            if "shards" not in f:
-                f.create_dataset("shards", shape=(0,), maxshape=(None,), dtype="u1", chunks=(4096,))
-            _append_bytes(f["shards"], (json.dumps(shards, sort_keys=True) + "\n").encode())
+            _append_bytes(f, "shards", (json.dumps(shards, sort_keys=True) + "\n").encode())
         log = [e for rec in records for e in rec.get("log", [])]
         if log:
             _append_bytes(
-                f["log"], "".join(json.dumps(e, sort_keys=True) + "\n" for e in log).encode()
+                f, "log", "".join(json.dumps(e, sort_keys=True) + "\n" for e in log).encode()
             )
 
     # -- reading ----------------------------------------------------------------------
@@ -944,19 +912,20 @@ class FeatureStore:
             if owned is not None:
                 owned.close()
 
-    def _open_group(self, key: str, extractor: str) -> tuple[h5py.Group, h5py.File | None]:
-        for attempt in (0, 1):
-            ref = self.item_ref(key, extractor)
-            try:
-                if isinstance(ref, tuple):
-                    return self._shard(ref[0])[ref[1]], None
-                f = h5py.File(ref, "r")
-                return f, f
-            except FileNotFoundError:
-                if attempt or self._lock_fd is not None:
-                    raise
-                self._snap = None
-        raise AssertionError("unreachable")
+    def _open_group(
+        self, key: str, extractor: str, retry: bool = True
+    ) -> tuple[h5py.Group, h5py.File | None]:
+        ref = self.item_ref(key, extractor)
+        try:
+            if isinstance(ref, tuple):
+                return self._shard(ref[0])[ref[1]], None
+            f = h5py.File(ref, "r")
+            return f, f
+        except FileNotFoundError:
+            if not retry or self._lock_fd is not None:
+                raise
+        self._snap = None  # moved by a compaction since this snapshot: read the index again
+        return self._open_group(key, extractor, retry=False)
 
     def _shard(self, path: str) -> h5py.File:
         f = self._shards.get(path)
@@ -1063,12 +1032,6 @@ class FeatureStore:
                         size = int(snap.shards.get(e.file, {}).get("size", 0))
                     on_item(e.key, e.extractor, size)
         return problems
-
-    def item_bytes(self, key: str, extractor: str) -> int:
-        """Bytes on disk of an item's file (its share of a shard: the file it was
-        compacted from; 0 if unknown)."""
-        meta = self._entry(key, extractor).meta
-        return int(meta.get("size", 0)) if meta else 0
 
     def stored_bytes(self) -> int:
         """Bytes of every file the store's items are in, each counted once (the index not
@@ -1358,7 +1321,6 @@ def _write_summary(f: h5py.File, snap: _Snapshot, records: list[dict[str, Any]])
                 }
             else:
                 problems.pop(where, None)
-    streams: dict[str, list[float]] = {}
     stale = []
     first = None
     described = True
@@ -1382,12 +1344,12 @@ def _write_summary(f: h5py.File, snap: _Snapshot, records: list[dict[str, Any]])
                 }
             if attrs.get("alignment") != ALIGNMENT_RULE:
                 stale.append([e.key, e.extractor, attrs.get("alignment")])
-            for st in e.meta["streams"]:
-                agg = streams.setdefault(f"{e.extractor}\t{st['name']}", [0, st["dims"], 0, 0, 0])
-                agg[0] += 1
-                agg[2] += st["rows"]
-                agg[3] += st["frames"]
-                agg[4] += st["coverage"] * st["frames"]
+    streams = stream_totals(
+        (e.extractor, e.meta["streams"])
+        for by in snap.entries.values()
+        for e in by.values()
+        if e.meta is not None
+    )
     summary = {
         "rule": ALIGNMENT_RULE,
         "inputs": sum(1 for by in snap.entries.values() if by),
@@ -1404,14 +1366,46 @@ def _write_summary(f: h5py.File, snap: _Snapshot, records: list[dict[str, Any]])
     f.create_dataset("summary", data=np.frombuffer(json.dumps(summary).encode(), np.uint8))
 
 
+def stream_totals(items: Iterable[tuple[str, list[dict[str, Any]]]]) -> dict[str, list[float]]:
+    """Per ``extractor<TAB>stream``: ``[items, dims, native rows, frames, valid frames]``,
+    from ``(extractor, streams as the catalog describes them)`` pairs."""
+    totals: dict[str, list[float]] = {}
+    for extractor, streams in items:
+        for st in streams:
+            agg = totals.setdefault(f"{extractor}\t{st['name']}", [0, st["dims"], 0, 0, 0])
+            agg[0] += 1
+            agg[2] += st["rows"]
+            agg[3] += st["frames"]
+            agg[4] += st["coverage"] * st["frames"]
+    return totals
+
+
 def _json_lines(raw: bytes) -> list[Any]:
     """JSON lines parsed as one array (one parser call: a third faster than one per line)."""
     lines = raw.strip().replace(b"\n", b",")
     return list(json.loads(b"[" + lines + b"]")) if lines else []
 
 
-def _append_bytes(ds: h5py.Dataset, data: bytes) -> None:
-    """Append bytes to a growable one-dimensional ``u1`` dataset."""
+def _bytes_dataset(f: h5py.File, name: str) -> h5py.Dataset:
+    """One of the index's JSON-lines datasets (``log``, ``catalog``, ``profiles``,
+    ``shards``), created if missing: growable, compressed ``u1``. Bytes, not strings:
+    appending never grows a string heap (variable-length strings do on every reopen)."""
+    if name not in f:
+        f.create_dataset(
+            name,
+            shape=(0,),
+            maxshape=(None,),
+            dtype="u1",
+            chunks=(65536,),
+            compression="gzip",
+            compression_opts=4,
+        )
+    return f[name]
+
+
+def _append_bytes(f: h5py.File, name: str, data: bytes) -> None:
+    """Append bytes to the index's dataset ``name`` (:func:`_bytes_dataset`)."""
+    ds = _bytes_dataset(f, name)
     n0 = ds.shape[0]
     ds.resize(n0 + len(data), axis=0)
     ds[n0:] = np.frombuffer(data, np.uint8)

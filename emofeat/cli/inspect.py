@@ -12,7 +12,7 @@ from rich.table import Table
 
 from emofeat.cli.output import console, out
 from emofeat.errors import StoreError
-from emofeat.store import ALIGNMENT_RULE, open_store
+from emofeat.store import ALIGNMENT_RULE, open_store, stream_totals
 
 MAX_ROWS = 40
 """Items listed one by one without --all; a larger store is summarised per extractor."""
@@ -116,7 +116,9 @@ def _inspect(store_path: str, as_json: bool, show_log: bool, show_all: bool) -> 
         f"[bold]{store_path}[/]: {len(store.items())} inputs, {len(items)} items, {len(runs)} runs",
         highlight=False,
     )
-    out.print(_summary_table(_stream_totals(items)))
+    out.print(
+        _summary_table(stream_totals((it["extractor"], it.get("streams") or []) for it in items))
+    )
     listed = items if show_all or len(items) <= MAX_ROWS else []
     t = Table(show_header=True, header_style="bold")
     for col in (
@@ -149,30 +151,12 @@ def _inspect(store_path: str, as_json: bool, show_log: bool, show_all: bool) -> 
         out.print(t)
     else:
         out.print(f"{len(items)} items: --all lists each one", highlight=False)
-    if items:
-        first = next(i for i in items if i["status"] == "complete")
-        out.print(
-            escape(
-                f"provenance (e.g. {first['key']} x {first['extractor']}): emofeat "
-                f"{first['emofeat_version']}, plugin {first['plugin']}, created "
-                f"{first['created']}, config {json.dumps(first['config'])}"
-            ),
-            highlight=False,
-        )
-    if failures:
-        out.print(f"[bold red]{len(failures)} problem(s) in the latest outcomes:[/]")
-        for r in failures:
-            ex = f" ({r['extractor']})" if r.get("extractor") else ""
-            out.print(escape(f"  {r['status']}: {r['input']}{ex}: {r['message']}"), highlight=False)
-    if stale:
-        rules = ", ".join(sorted({str(s["alignment"] or "not recorded") for s in stale}))
-        out.print(
-            f"[bold yellow]{len(stale)} item(s) aligned under an older rule[/] "
-            + escape(f"({rules}): rerun the extract command to redo them"),
-            highlight=False,
-        )
-        for s in stale:
-            out.print(escape(f"  {s['key']} x {s['extractor']}"), highlight=False)
+    first = next((i for i in items if i["status"] == "complete"), None)
+    _print_outcomes(
+        first,
+        failures,
+        [[x["key"], x["extractor"], x["alignment"]] for x in stale],
+    )
     if show_log:
         for rec in log:
             rec = dict(rec)
@@ -200,19 +184,6 @@ def _read_streams(store: Any, key: str, ex: str) -> list[dict[str, Any]]:
             }
         )
     return streams
-
-
-def _stream_totals(items: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Per ``extractor<TAB>stream``: items, dims, native rows, frames, valid frames."""
-    per: dict[str, list[float]] = {}
-    for it in items:
-        for st in it.get("streams") or []:
-            agg = per.setdefault(f"{it['extractor']}\t{st['name']}", [0, st["dims"], 0, 0, 0])
-            agg[0] += 1
-            agg[2] += st["rows"]
-            agg[3] += st["frames"]
-            agg[4] += st["coverage"] * st["frames"]
-    return per
 
 
 def _summary_table(per: dict[str, list[float]]) -> Table:
@@ -244,7 +215,14 @@ def _print_summary(store_path: str, summ: dict[str, Any]) -> None:
     )
     out.print(_summary_table(summ["streams"]))
     out.print(f"{summ['items']} items: --all lists each one", highlight=False)
-    first = summ.get("first")
+    _print_outcomes(summ.get("first"), list(summ["problems"].values()), summ["stale"])
+
+
+def _print_outcomes(
+    first: dict[str, Any] | None, problems: list[dict[str, Any]], stale: list[list[Any]]
+) -> None:
+    """The provenance of one item, the latest problems, the items aligned under an older
+    rule (``[key, extractor, rule]``): what ``inspect`` prints after its tables."""
     if first:
         out.print(
             escape(
@@ -254,13 +232,11 @@ def _print_summary(store_path: str, summ: dict[str, Any]) -> None:
             ),
             highlight=False,
         )
-    problems = list(summ["problems"].values())
     if problems:
         out.print(f"[bold red]{len(problems)} problem(s) in the latest outcomes:[/]")
         for r in problems:
             ex = f" ({r['extractor']})" if r.get("extractor") else ""
             out.print(escape(f"  {r['status']}: {r['input']}{ex}: {r['message']}"), highlight=False)
-    stale = summ["stale"]
     if stale:
         rules = ", ".join(sorted({str(a or "not recorded") for _, _, a in stale}))
         out.print(

@@ -29,7 +29,7 @@ def verify(store_path: str, as_json: bool) -> None:
     try:
         store = open_store(store_path)
         keys = store.items()
-        total = sum(store.item_bytes(k, e) for k in keys for e in store.extractors(k))
+        total = store.stored_bytes()  # a shard counted once
         n_items = sum(len(store.extractors(k)) for k in keys)
     except StoreError as exc:
         console.print(f"[red bold]error[/] {escape(str(exc))}", highlight=False)
