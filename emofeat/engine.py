@@ -325,6 +325,10 @@ def _compact_if_due(store: FeatureStore, options: RunOptions, summary: RunSummar
         return
     try:
         summary.compaction = store.compact()
+        for p in summary.compaction.left_out:
+            summary.notes.append(
+                f"not compacted: {p.key} x {p.extractor}: {p.problem} (rerun to redo it)"
+            )
     except StoreWriteError as exc:  # nothing lost: the items stay files of their own
         summary.notes.append(f"compaction not done: {exc} (run emofeat compact later)")
 

@@ -772,9 +772,17 @@ class FeatureStore:
         """
         self._require_writer()
         t0 = time.perf_counter()
-        todo = self._compactable(max_item_bytes)
+        todo, left = [], []
+        for e in self._compactable(max_item_bytes):
+            # a damaged or missing file is not copied into a shard: it stays where it is,
+            # for verify to name and the next extract to redo
+            why = self.check_item(e.key, e.extractor)
+            if why is None:
+                todo.append(e)
+            else:
+                left.append(ItemProblem(e.key, e.extractor, e.file, why))
         before = sum(int(e.meta["size"]) for e in todo if e.meta)
-        result = CompactionResult(len(todo), 0, before, 0, 0.0)
+        result = CompactionResult(len(todo), 0, before, 0, 0.0, left)
         try:
             for a in range(0, len(todo), shard_items):
                 result.shard_bytes += self._compact_batch(todo[a : a + shard_items], on_item)
@@ -1240,13 +1248,15 @@ def _remove_item_file(path: Path) -> None:
 @dataclass
 class CompactionResult:
     """What :meth:`FeatureStore.compact` did: ``items`` merged into ``shards`` files,
-    ``item_bytes`` of item files replaced by ``shard_bytes``, in ``seconds``."""
+    ``item_bytes`` of item files replaced by ``shard_bytes``, in ``seconds``; ``left_out``:
+    items whose file failed the check (left as they are)."""
 
     items: int
     shards: int
     item_bytes: int
     shard_bytes: int
     seconds: float
+    left_out: list[ItemProblem] = field(default_factory=list)  # damaged or missing files
 
 
 @dataclass(frozen=True)

@@ -216,3 +216,26 @@ def test_inspect_of_a_large_store_reads_only_the_summary_in_the_index(tmp_path):
     damaged = run_cli("inspect", "--all", str(out))  # reads the catalog: says it is damaged
     assert damaged.returncode == 2 and "the index is damaged" in damaged.stderr
     assert "Traceback" not in damaged.stderr
+
+
+def test_compaction_leaves_damaged_or_missing_item_files_and_names_them(inputs, tmp_path):
+    out = tmp_path / "feats.h5"
+    _extract(inputs, out)
+    store = emofeat.open_store(out)
+    store.item_path("u1", "egemaps").unlink()
+    head = store.item_path("u2", "functionals")
+    raw = bytearray(head.read_bytes())
+    raw[50] ^= 0x08  # the first 32 KiB: the check before copying reads them
+    head.write_bytes(bytes(raw))
+    res = run_cli("compact", str(out))
+    assert res.returncode == 0, res.stderr
+    assert f"{2 * N - 2} item files" in res.stdout
+    assert "left out: u1 x egemaps: file missing" in res.stderr
+    assert "left out: u2 x functionals: checksum mismatch" in res.stderr
+    bad = run_cli("verify", "--json", str(out))
+    found = {(p["key"], p["extractor"]) for p in json.loads(bad.stdout)["problems"]}
+    assert found == {("u1", "egemaps"), ("u2", "functionals")}
+    _extract(inputs, out)  # redoes them (u1's functionals too: made from its egemaps)
+    assert run_cli("verify", str(out)).returncode == 0
+    again = run_cli("compact", str(out))
+    assert again.returncode == 0 and "left out" not in again.stderr, again.stderr

@@ -49,6 +49,18 @@ def compact(store_path: str, max_item_bytes: int) -> None:
         sys.exit(1)
     finally:
         store.close()
+    for p in res.left_out:
+        console.print(
+            escape(f"left out: {p.key} x {p.extractor}: {p.problem}"),
+            highlight=False,
+            style="yellow",
+        )
+    if res.left_out:
+        console.print(
+            f"{len(res.left_out)} damaged or missing item file(s) left as they are: the same "
+            "`emofeat extract` command redoes them",
+            highlight=False,
+        )
     if not res.items:
         out.print(f"{escape(store_path)}: no small item files to compact", highlight=False)
         return
