@@ -322,6 +322,27 @@ def _write_predictions(folder: Path, preds: dict[str, np.ndarray], task: str) ->
             )
 
 
+def _write_labels(folder: Path, dev: list[TrackData], task: str) -> list[str]:
+    """The validation tracks' labels at full rate, one CSV per track with the prediction
+    files' columns: VA ``valence,arousal`` (NaN where the frame is invalid), EXPR ``class``
+    (-1 where invalid). Plots and reports read them next to the predictions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for td in dev:
+        if td.labels is None:
+            continue
+        lab = td.labels
+        path = folder / f"{td.track.name}.csv"
+        if task == "VA":
+            rows = np.where(lab.valid[:, None], lab.values, np.nan)
+            np.savetxt(path, rows, delimiter=",", header=",".join(VA_LABELS), comments="")
+        else:
+            rows = np.where(lab.valid, lab.values, -1).astype(np.int64)
+            np.savetxt(path, rows, delimiter=",", header="class", comments="", fmt="%d")
+        written.append(path.name)
+    return written
+
+
 def _plots(
     run_dir: Path,
     task: str,
@@ -695,6 +716,7 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
         _write_predictions(ctx.run_dir / "predictions" / "validation" / name, preds, task)
     for name, preds in test_preds.items():
         _write_predictions(ctx.run_dir / "predictions" / "test" / name, preds, task)
+    _write_labels(ctx.run_dir / "labels" / "validation", dev, task)
     metrics["plots"] = _plots(ctx.run_dir, task, best, dev_preds[best], dev, histories)
     template = ds.template(task) or (ds.test_rows(task) if test else None)
     if test and template is not None and best in test_preds:
