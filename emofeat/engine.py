@@ -363,7 +363,9 @@ def _run_inputs(
         for src, key, todo in pending:
             stored = _stored_items(store, key, todo)
             staging = str(store.staging_dir)
-            coord.finish(process_input(src, key, todo, options, staging, stored, progress))
+            # this process commits: the store syncs the item files with its group sync
+            res = process_input(src, key, todo, options, staging, stored, progress, sync=False)
+            coord.finish(res)
     elif pending:
         _run_cluster(store, pending, options, progress, coord.finish, client, shared_fs)
 
@@ -421,8 +423,10 @@ def _commit_result(store: FeatureStore, res: InputResult, entry: Callable[..., d
         )
     )
     items = [(k, e, Path(p)) for k, e, p in res.items]
+    t0 = time.perf_counter()
     try:
         store.commit(items, log, res.meta)
+        res.stages["commit"] = time.perf_counter() - t0
     except Exception as exc:
         for _, _, p in items:
             p.unlink(missing_ok=True)

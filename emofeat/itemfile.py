@@ -152,10 +152,11 @@ class GuardedFile(io.RawIOBase):
         self._kept = []
         self.close()
 
-    def sync_and_close(self) -> None:
-        """fsync and close; raises :class:`StoreWriteError` if any write (or the fsync) failed."""
+    def sync_and_close(self, sync: bool = True) -> None:
+        """fsync (unless ``sync`` is false) and close; raises :class:`StoreWriteError` if any
+        write (or the fsync) failed."""
         try:
-            if self.error is None:
+            if self.error is None and sync:
                 try:
                     os.fsync(self._fd)
                 except OSError as exc:
@@ -210,12 +211,29 @@ def edge_digest(path: Path, size: int) -> str:
     return hashlib.sha256(head + tail).hexdigest()
 
 
-def describe_item(path: Path) -> dict[str, Any]:
+def _as_read(value: Any) -> Any:
+    """An attribute value as :func:`decode_attrs` gives it back after HDF5 stored it."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def describe_item(path: Path, known: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the store's index keeps about a finished item file, so that listing, ``inspect``
     and the skip decision of a rerun never open the file: its size and checksums, its
     provenance attributes, and per stream the native rows, dims, frames and coverage.
+
+    ``known``: the writer's :attr:`ItemWriter.description` of the file (then only its
+    bytes are read, for the checksums).
     """
     size, sha, edges = file_digests(path)
+    if known is not None:
+        return {"size": size, "sha256": sha, "edges": edges, **known}
     streams = []
     with h5py.File(path, "r") as f:
         attrs = decode_attrs(f.attrs)
@@ -268,7 +286,14 @@ class StreamData:
 class ItemWriter:
     """Writes one item (input x extractor) to a staging file, streaming rows to disk."""
 
-    def __init__(self, path: Path, key: str, extractor: str, streams: list[StreamSpec]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: str,
+        extractor: str,
+        streams: list[StreamSpec],
+        sync: bool = True,
+    ) -> None:
         self.path = path
         self.key = key
         self.extractor = extractor
@@ -277,40 +302,17 @@ class ItemWriter:
         self.file = open_h5(self.guard, "w")
         self.file.attrs["complete"] = False
         self.rows: dict[str, int] = {}
+        self.dims: dict[str, int] = {}
+        self.native: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self._pending: dict[str, list[Rows]] = {}
+        #: fsync the file when it is finalized (False: the store's commit syncs it)
+        self.sync = sync
+        #: what :func:`describe_item` gives for the finished file, less its checksums
+        self.description: dict[str, Any] | None = None
 
     def _create(self, rows: Rows, labels: tuple[str, ...] | None) -> h5py.Group:
         d = rows.data.shape[1]
         g = self.file.create_group(rows.stream)
-        chunk_rows = max(1, min(4096, 262144 // (4 * max(d, 1))))
-        g.create_dataset(
-            "data",
-            shape=(0, d),
-            maxshape=(None, d),
-            dtype="f4",
-            chunks=(chunk_rows, d),
-            compression="gzip",
-            compression_opts=4,
-            shuffle=True,
-        )
-        g.create_dataset(
-            "times",
-            shape=(0, 2),
-            maxshape=(None, 2),
-            dtype="f8",
-            chunks=(4096, 2),
-            compression="gzip",
-            compression_opts=4,
-        )
-        g.create_dataset(
-            "mask",
-            shape=(0,),
-            maxshape=(None,),
-            dtype=bool,
-            chunks=(4096,),
-            compression="gzip",
-            compression_opts=4,
-        )
         names = list(labels) if labels else [f"{rows.stream}_{i}" for i in range(d)]
         if len(names) != d:
             raise StoreError(
@@ -321,7 +323,22 @@ class ItemWriter:
         g.attrs["level"] = spec.level if spec else "frame"
         g.attrs["rate"] = spec.rate if spec else ""
         self.rows[rows.stream] = 0
+        self.dims[rows.stream] = d
+        self.native[rows.stream] = ([], [])
         return g
+
+    def _native_datasets(
+        self, g: h5py.Group, data: np.ndarray, times: np.ndarray, mask: np.ndarray
+    ) -> None:
+        """Create a stream's native datasets holding its first rows (extendable)."""
+        d = data.shape[1]
+        chunk_rows = max(1, min(4096, 262144 // (4 * max(d, 1))))
+        gz = {"compression": "gzip", "compression_opts": 4}
+        g.create_dataset(
+            "data", data=data, maxshape=(None, d), chunks=(chunk_rows, d), shuffle=True, **gz
+        )
+        g.create_dataset("times", data=times, maxshape=(None, 2), chunks=(4096, 2), **gz)
+        g.create_dataset("mask", data=mask, maxshape=(None,), chunks=(4096,), **gz)
 
     def append(self, rows: Rows, labels: tuple[str, ...] | None = None) -> None:
         """Append a block of native rows (labels are used when the stream is new).
@@ -337,18 +354,16 @@ class ItemWriter:
             raise
 
     def _append(self, rows: Rows, labels: tuple[str, ...] | None) -> None:
-        if rows.stream not in self.file:
+        if rows.stream not in self.dims:
             spec = self.specs.get(rows.stream)
-            g = self._create(rows, rows.labels or labels or (spec.labels if spec else None))
-        else:
-            g = self.file[rows.stream]
+            self._create(rows, rows.labels or labels or (spec.labels if spec else None))
         n = len(rows)
         if n == 0:
             return
-        if rows.data.shape[1] != g["data"].shape[1]:
+        if rows.data.shape[1] != self.dims[rows.stream]:
             raise StoreError(
                 f"{self.extractor}: stream {rows.stream!r} changed width from "
-                f"{g['data'].shape[1]} to {rows.data.shape[1]}"
+                f"{self.dims[rows.stream]} to {rows.data.shape[1]}"
             )
         # small blocks (one window at a time) are buffered: one HDF5 write per ~1 MB
         pending = self._pending.setdefault(rows.stream, [])
@@ -362,21 +377,28 @@ class ItemWriter:
         if not pending:
             return
         g = self.file[stream]
-        data = np.concatenate([r.data for r in pending])
+        data = np.concatenate([r.data for r in pending]).astype(np.float32, copy=False)
         times = np.concatenate([np.stack([r.start, r.end], axis=1) for r in pending])
+        times = times.astype(np.float64, copy=False)
         mask = np.concatenate(
             [np.ones(len(r), bool) if r.valid is None else r.valid for r in pending]
-        )
+        ).astype(bool, copy=False)
         n0, n = self.rows[stream], len(data)
-        for name, value in (("data", data), ("times", times), ("mask", mask)):
-            ds = g[name]
-            ds.resize(n0 + n, axis=0)
-            ds[n0 : n0 + n] = value
+        if "data" not in g:
+            self._native_datasets(g, data, times, mask)
+        else:
+            for name, value in (("data", data), ("times", times), ("mask", mask)):
+                ds = g[name]
+                ds.resize(n0 + n, axis=0)
+                ds[n0 : n0 + n] = value
+        # kept for the alignment at the end (a few bytes per row), not read back
+        self.native[stream][0].append(times)
+        self.native[stream][1].append(mask)
         self.rows[stream] = n0 + n
 
     def ensure_stream(self, stream: str, labels: tuple[str, ...]) -> None:
         """Create an empty stream (an extractor that produced no rows still has its streams)."""
-        if stream not in self.file and labels:
+        if stream not in self.dims and labels:
             self._create(Rows(stream, np.zeros((0, len(labels))), np.zeros(0), np.zeros(0)), labels)
 
     def finalize(self, grid: FrameGrid, attrs: dict[str, Any], block: int = 8192) -> None:
@@ -406,12 +428,17 @@ class ItemWriter:
         )
         f["frames"].attrs["rate"] = grid.rate
         f["frames"].attrs["source"] = grid.source
+        streams = []
         for stream in self.rows:
             g = f[stream]
-            times = g["times"][:]
-            mask = g["mask"][:]
+            d = self.dims[stream]
+            if "data" not in g:  # no rows
+                empty = np.zeros((0, d), np.float32)
+                self._native_datasets(g, empty, np.zeros((0, 2)), np.zeros(0, bool))
+            kept_times, kept_mask = self.native[stream]
+            times = np.concatenate(kept_times) if kept_times else np.zeros((0, 2))
+            mask = np.concatenate(kept_mask) if kept_mask else np.zeros(0, bool)
             index, valid = align_to_frames(times[:, 0], times[:, 1], grid.starts, grid.ends, mask)
-            d = g["data"].shape[1]
             m = len(grid)
             chunk_rows = max(1, min(4096, 262144 // (4 * max(d, 1))))
             ad = g.create_dataset(
@@ -436,19 +463,39 @@ class ItemWriter:
                     ad[a : a + len(idx)] = np.full((len(idx), d), np.nan, np.float32)
             g.create_dataset("aligned/mask", data=valid, compression="gzip", compression_opts=4)
             g.create_dataset("aligned/row", data=index, compression="gzip", compression_opts=4)
-            g.attrs["coverage"] = float(valid.mean()) if m else 0.0
+            coverage = float(valid.mean()) if m else 0.0
+            g.attrs["coverage"] = coverage
+            streams.append(
+                {
+                    "name": stream,
+                    "rows": len(times),
+                    "dims": d,
+                    "frames": m,
+                    "coverage": coverage if m else 0.0,
+                    "level": str(g.attrs["level"]),
+                }
+            )
             self.guard.check()
+        written: dict[str, Any] = {"complete": False}
         for k, v in attrs.items():
-            f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+            written[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
         # the extractor's declared stream order (HDF5 lists members sorted by name): the
         # default stream of a mask source is its first one-dimensional stream
         order = [n for n in self.specs if n in self.rows]
-        f.attrs["streams"] = json.dumps(order + [n for n in self.rows if n not in order])
-        f.attrs["alignment"] = ALIGNMENT_RULE
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["complete"] = True
+        written["streams"] = json.dumps(order + [n for n in self.rows if n not in order])
+        written["alignment"] = ALIGNMENT_RULE
+        written["format_version"] = FORMAT_VERSION
+        written["complete"] = True
+        for k, v in written.items():
+            f.attrs[k] = v
         f.close()
-        self.guard.sync_and_close()
+        self.guard.sync_and_close(sync=self.sync)
+        # what describe_item would read back from the file (it need not reopen it)
+        self.description = {
+            "attrs": {k: _as_read(written[k]) for k in sorted(written)},
+            "streams": sorted(streams, key=lambda st: st["name"]),
+            "n_frames": len(grid),
+        }
 
     def abort(self) -> None:
         """Discard the staging file."""

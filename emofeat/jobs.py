@@ -118,6 +118,9 @@ class InputResult:
     worker: str = ""  # the Dask worker that processed it ("" in the coordinator's process)
     meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # staged path -> describe_item
     fatal: str = ""  # the store could not be written (disk full...): the run stops
+    #: seconds per step of the work on this input: probe, identity, open, decode, extract,
+    #: finalize, masks, describe (the worker's), commit (the coordinator's)
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 def item_config(job: Job) -> dict[str, Any]:

@@ -42,10 +42,56 @@ from emofeat.jobs import (
 from emofeat.jobs import extractor_instance as _instance
 from emofeat.masking import apply_mask
 from emofeat.media import AudioChunk, Decoder, MediaInfo, VideoChunk, probe
+from emofeat.media.probing import release_probed
 from emofeat.store import source_identity, staged_item_path
 
 _DONE = object()
 T = TypeVar("T")
+
+
+class _Threads:
+    """Daemon threads kept for reuse by :func:`guarded` and :func:`prefetch`.
+
+    Each input runs three short tasks in threads (probe, hash, decode); starting a thread
+    costs about 0.1-1 ms, which short clips pay per input. A finished task returns its
+    thread to the idle list; a stalled one keeps its thread (abandoned, as before) and the
+    next task gets another. ``concurrent.futures`` is no fit: its pool threads are joined
+    when the interpreter exits, so one stalled read would hang the exit.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue] = []
+        self._lock = threading.Lock()
+        self.busy: dict[str, int] = {}  # tasks at work (stalled ones included), by name
+
+    def run(self, fn: Callable[[], None], name: str) -> None:
+        """Run ``fn`` in an idle thread (or a new one); return at once."""
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+            self.busy[name] = self.busy.get(name, 0) + 1
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name="emofeat", daemon=True).start()
+        inbox.put((fn, name))
+
+    def _serve(self, inbox: queue.SimpleQueue) -> None:
+        while True:
+            fn, name = inbox.get()
+            try:
+                fn()
+            except BaseException:  # the tasks hand their errors over themselves
+                pass
+            with self._lock:
+                self.busy[name] -= 1
+                self._idle.append(inbox)
+
+    def at_work(self, prefix: str = "") -> int:
+        """Tasks whose name starts with ``prefix`` still at work."""
+        with self._lock:
+            return sum(n for name, n in self.busy.items() if name.startswith(prefix))
+
+
+_THREADS = _Threads()
 
 
 def prefetch(
@@ -68,10 +114,15 @@ def prefetch(
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
     demand = threading.Semaphore(0) if depth < 1 else None  # no overlap: one item per ask
-    thread = threading.Thread(
-        target=_produce, args=(iterable, q, stop, demand), name="emofeat-decode", daemon=True
-    )
-    thread.start()
+    finished = threading.Event()
+
+    def producer() -> None:
+        try:
+            _produce(iterable, q, stop, demand)
+        finally:
+            finished.set()
+
+    _THREADS.run(producer, "emofeat-decode")
     stalled = False
     try:
         while True:
@@ -80,9 +131,9 @@ def prefetch(
             try:
                 kind, value = q.get(timeout=stall_timeout if stall_timeout > 0 else None)
             except queue.Empty:
-                if not thread.is_alive() and not q.empty():
+                if finished.is_set() and not q.empty():
                     kind, value = q.get_nowait()  # it ended right at the deadline
-                elif thread.is_alive():
+                elif not finished.is_set():
                     stalled = True
                     raise MediaError(
                         source, f"decoding stalled: no progress for {_secs(stall_timeout)} s"
@@ -99,13 +150,13 @@ def prefetch(
         stop.set()
         # A producer at work stops after its current item; a stalled one is left behind.
         deadline = time.monotonic() + stall_timeout if stall_timeout > 0 else None
-        while thread.is_alive() and not stalled:
+        while not finished.is_set() and not stalled:
             if deadline is not None and time.monotonic() > deadline:
                 break
             try:
                 q.get_nowait()
             except queue.Empty:
-                thread.join(timeout=0.05)
+                finished.wait(timeout=0.05)
 
 
 def _put(q: queue.Queue, stop: threading.Event, message: tuple) -> bool:
@@ -176,7 +227,7 @@ def guarded(fn: Callable[[], T], timeout: float, source: object, doing: str = "r
         finally:
             done.set()
 
-    threading.Thread(target=target, name="emofeat-read", daemon=True).start()
+    _THREADS.run(target, "emofeat-read")
     if not done.wait(timeout):
         raise MediaError(source, f"{doing} stalled: no progress for {_secs(timeout)} s")
     if "error" in box:
@@ -241,15 +292,18 @@ class InputRun:
         staging: Path,
         stored: Mapping[str, ItemRef],
         progress: ProgressFn | None = None,
+        sync: bool = True,
     ) -> None:
         self.path, self.key, self.jobs, self.options = path, key, jobs, options
+        self.sync = sync  # fsync each item file (False: the committing store syncs them)
         self.staging = staging
         self.stored = dict(stored)  # committed items of this input: extractor -> ItemRef
         self.progress = progress
-        self.t0 = time.perf_counter()
+        self.t0 = self._mark = time.perf_counter()
         self.result = InputResult(input=path, key=key, status="done")
         self.writers: list[ItemWriter] = []
         self.staged: dict[str, Path] = {}  # media items staged in this run
+        self.masked: set[Path] = set()  # staged items a mask changed after they were written
         self.broken: dict[str, ItemOutcome] = {}  # extractor -> how it failed while fed
         self.info: MediaInfo | None = None
         self.ident: dict[str, Any] = {}
@@ -262,14 +316,19 @@ class InputRun:
         stall = self.options.stall_timeout
         try:
             self.info, size = guarded(
-                lambda: (probe(self.path, image_fps=self.options.image_fps), _size(self.path)),
+                lambda: (
+                    probe(self.path, image_fps=self.options.image_fps, keep=True),
+                    _size(self.path),
+                ),
                 stall,
                 self.path,
                 "reading the file's header",
             )
+            self._lap("probe")
             self.ident = guarded(
                 lambda: source_identity(self.path), _hash_allowance(size, stall), self.path
             )
+            self._lap("identity")
         except MediaError as exc:
             return self.fail_all(exc.problem)
         except OSError as exc:
@@ -292,6 +351,7 @@ class InputRun:
             audio_chunk=self.options.audio_chunk,
             grid_rate=self.options.grid_rate,
         )
+        self._lap("open")
         try:
             self.feed_chunks(decoder, active)
         except StoreWriteError:
@@ -300,9 +360,20 @@ class InputRun:
             return self.fail_all(exc.problem)
         except Exception as exc:  # unexpected decoder failure: report, never crash the run
             return self.fail_all(f"decoding failed ({type(exc).__name__}: {exc})")
+        spent = sum(a.spent for a in active)
+        self.result.stages["extract"] = spent
+        self._lap("decode", minus=spent)
         self.finalize_items(active)
+        self._lap("finalize")
         self.run_stored_jobs(self.apply_masks(active))
+        self._lap("masks")
         return self.finish()
+
+    def _lap(self, stage: str, minus: float = 0.0) -> None:
+        """Record the seconds since the previous step ended (less ``minus``) as ``stage``."""
+        now = time.perf_counter()
+        self.result.stages[stage] = max(0.0, now - self._mark - minus)
+        self._mark = now
 
     def open_extractors(self) -> list[_Active]:
         """Step 1: the media jobs that apply to this input, begun, each with a staged item."""
@@ -445,7 +516,14 @@ class InputRun:
             result.status = "skipped"
             result.message = "; ".join(f"{o.extractor}: {o.message}" for o in result.outcomes)
         # what the store's index keeps about each item (listing and reruns read no file)
-        result.meta = {p: describe_item(Path(p)) for _, _, p in result.items}
+        # the writers know what they wrote; an item a mask changed since is read again
+        known = {
+            str(w.path): w.description
+            for w in self.writers
+            if w.description is not None and w.path not in self.masked
+        }
+        result.meta = {p: describe_item(Path(p), known.get(p)) for _, _, p in result.items}
+        self._lap("describe")
         result.seconds = time.perf_counter() - self.t0
         return result
 
@@ -454,6 +532,7 @@ class InputRun:
 
         ``fatal``: the store cannot be written (disk full...), the run stops.
         """
+        release_probed()  # the probe's container, when the input is not decoded
         for w in self.writers:
             w.abort()
         for staged in self.staged.values():
@@ -483,7 +562,11 @@ class InputRun:
 
     def _new_writer(self, job: Job, ex: Extractor) -> ItemWriter:
         writer = ItemWriter(
-            staged_item_path(self.staging, self.key, job.name), self.key, job.name, ex.streams()
+            staged_item_path(self.staging, self.key, job.name),
+            self.key,
+            job.name,
+            ex.streams(),
+            sync=self.sync,
         )
         self.writers.append(writer)
         return writer
@@ -553,6 +636,7 @@ class InputRun:
 
     def _mask(self, job: Job, source: ItemRef, origin: str) -> None:
         try:
+            self.masked.add(self.staged[job.name])
             apply_mask(job.name, job.config, self.staged[job.name], source, origin)
         except StoreWriteError:
             raise
@@ -626,6 +710,7 @@ def process_input(
     staging: str,
     stored: Mapping[str, ItemRef] | None = None,
     progress: ProgressFn | None = None,
+    sync: bool = True,
 ) -> InputResult:
     """Decode one input once and run every job on it; stage the items it produces.
 
@@ -645,10 +730,12 @@ def process_input(
             ``FeatureStore.stored_input(key).files`` gives); read by ``features``
             extractors and by masks whose source is not made in this run.
         progress: called with ``(key, extractor, done_seconds, total_seconds)``.
+        sync: fsync each item file once written. False when the store that commits the
+            items is this process's (:meth:`FeatureStore.sync` flushes them together).
     """
     stored_files: dict[str, ItemRef] = {
         ex: tuple(ref) if isinstance(ref, (tuple, list)) else Path(ref)  # type: ignore[misc]
         for ex, ref in (stored or {}).items()
     }
-    work = InputRun(path, key, jobs, options, Path(staging), stored_files, progress)
+    work = InputRun(path, key, jobs, options, Path(staging), stored_files, progress, sync)
     return work.execute()

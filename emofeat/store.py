@@ -21,6 +21,7 @@ The store holds no pickled objects: configs and provenance are JSON strings.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 from emofeat import faults
 from emofeat._version import __version__
 from emofeat.errors import StoreError, StoreInUseError, StoreWriteError
-from emofeat.extractor import StreamSpec
+from emofeat.extractor import Rows, StreamSpec
 from emofeat.itemfile import ALIGNMENT_RULE as ALIGNMENT_RULE
 from emofeat.itemfile import FORMAT_VERSION as FORMAT_VERSION
 from emofeat.itemfile import (
@@ -142,10 +143,53 @@ of version 1 are read as they are and upgraded when next opened for writing."""
 JOURNAL_LIMIT = 512
 """Commits kept in the journal before they are folded into the index (a checkpoint)."""
 
+SYNC_INTERVAL = 1.0
+"""Seconds between group syncs (:meth:`FeatureStore.sync`). A commit is complete (every
+reader sees it, a killed writer keeps it) once its journal record is written; it is on disk
+(it survives a power cut) once the next group sync is done. A power cut in between loses at
+most the commits of the last interval: the next writer finds their items damaged or missing
+and removes them (:meth:`FeatureStore._drop_lost`), so an item is complete or absent."""
+
+
+def _syncfs(folder: Path) -> bool:
+    """``syncfs(2)`` on the file system holding ``folder``: everything written to it reaches
+    the disk in one call, instead of one fsync per file (each a journal commit). The
+    standard library offers only ``os.sync`` (every file system of the machine), hence
+    ctypes. False where the call is not available (then fsync each file).
+
+    Raises:
+        OSError: the call failed (a full or failing disk).
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(folder))
+    finally:
+        os.close(fd)
+    return True
+
+
+_LIBC: list[Any] = []
+
+
+def _libc() -> Any:
+    if not _LIBC:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            _LIBC.append(libc if hasattr(libc, "syncfs") else None)
+        except OSError:
+            _LIBC.append(None)
+    return _LIBC[0]
+
+
 _F_STAGED = faults.declare("commit:staged", "before the first staged item is renamed in")
 _F_RENAMED = faults.declare("commit:renamed", "items renamed in, no journal record yet")
 _F_TORN = faults.declare("commit:journal-torn", "half of the journal record written")
-_F_JOURNALED = faults.declare("commit:journaled", "journal record written and synced")
+_F_JOURNALED = faults.declare("commit:journaled", "journal record written")
 _F_CK_WRITTEN = faults.declare("checkpoint:written", "new index and journal written, not in place")
 _F_CK_REPLACED = faults.declare(
     "checkpoint:replaced", "new index in place, old journal not removed"
@@ -209,6 +253,12 @@ def _apply_item(
 ) -> None:
     """One catalog line into the entries: a new or replaced item, or a moved one."""
     sk, sx = safe_name(it["key"]), safe_name(it["extractor"])
+    if it.get("removed"):  # lost in a power cut (FeatureStore._drop_lost)
+        by_ex = entries.get(sk, {})
+        by_ex.pop(sx, None)
+        if not by_ex:
+            entries.pop(sk, None)
+        return
     if it.get("moved"):  # compaction: same item, now in a shard
         e = entries.get(sk, {}).get(sx)
         if e is not None:
@@ -288,6 +338,10 @@ class FeatureStore:
         self._unapplied: list[dict[str, Any]] = []  # journal records not yet in the index
         self._hashed: dict[tuple[Any, ...], str] = {}  # (file, inode, mtime, size) -> sha256
         self._shards: dict[str, h5py.File] = {}  # shard files open for reading
+        # group sync: what commits wrote since the last sync (item files, their folders,
+        # the journal), flushed to disk together at most SYNC_INTERVAL seconds later
+        self._unsynced: set[tuple[Path, bool]] = set()
+        self._synced_at = time.monotonic()
         if mode == "r":
             if not self.path.exists():
                 raise StoreError(f"{self.path}: no such store")
@@ -404,6 +458,56 @@ class FeatureStore:
         self._drop_unreferenced([d for rec in self._unapplied for d in rec.get("drop", [])])
         if snap.version < STORE_VERSION:
             self._upgrade()
+        self._drop_lost()
+
+    def _drop_lost(self) -> None:
+        """Remove the items of journal records that did not reach the disk whole.
+
+        A commit's record may have been written while its item's data had not reached the
+        disk yet (a power cut before the group sync): such an item is damaged or missing.
+        Each item the journal names is checked cheaply (size and edge digest); a bad one is
+        removed, so that it is absent (the next run makes it again), and a log entry says so.
+        The journal is empty after a clean close, so this reads nothing then.
+        """
+        assert self._snap is not None
+        lost: dict[tuple[str, str], str] = {}
+        for rec in self._unapplied:
+            for it in rec.get("items", []):
+                if it.get("moved") or it.get("removed"):
+                    continue
+                e = self._snap.entries.get(safe_name(it["key"]), {}).get(safe_name(it["extractor"]))
+                if e is None or e.file != it["file"] or e.group != "/" or e.meta is None:
+                    continue  # replaced or moved by a later record
+                problem = self._check_file(self.path.parent / e.file, e.meta, full=False)
+                if problem is not None:
+                    lost[(e.key, e.extractor)] = problem
+        if not lost:
+            return
+        snap = self._snapshot()
+        removed = []
+        for (key, extractor), _ in sorted(lost.items()):
+            e = snap.entries[safe_name(key)][safe_name(extractor)]
+            (self.path.parent / e.file).unlink(missing_ok=True)
+            removed.append({"key": key, "extractor": extractor, "file": e.file, "removed": True})
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        log = [
+            {
+                "run": "recovery",
+                "event": "item",
+                "time": now,
+                "input": "",
+                "key": key,
+                "extractor": extractor,
+                "status": "removed",
+                "message": f"lost before it reached the disk ({problem}): make it again",
+            }
+            for (key, extractor), problem in sorted(lost.items())
+        ]
+        record = {"seq": snap.seq + 1, "items": removed, "log": log}
+        self._append_journal(snap, _journal_line(record))
+        self._apply(snap, record)
+        self._unapplied.append(record)
+        self.checkpoint()
 
     def _referenced(self) -> set[str]:
         assert self._snap is not None
@@ -447,6 +551,8 @@ class FeatureStore:
         try:
             if self._unapplied:
                 self.checkpoint()
+            else:
+                self.sync()
         except (OSError, StoreError):
             pass
         finally:
@@ -630,6 +736,151 @@ class FeatureStore:
         except OSError as exc:
             raise StoreWriteError(exc.filename or self.dir, exc) from exc
 
+    def write_item(
+        self,
+        key: str,
+        extractor: str,
+        frames: np.ndarray,
+        streams: dict[str, tuple[np.ndarray, np.ndarray, list[str] | tuple[str, ...]]],
+        *,
+        source: str | os.PathLike | None = None,
+        settings: dict[str, Any] | None = None,
+        version: str = "",
+        attrs: dict[str, Any] | None = None,
+        rate: float = 0.0,
+        command: str = "",
+    ) -> None:
+        """Write one item of frame-level values computed outside an extractor (predictions
+        of a trained model, for instance) and commit it, like the engine does.
+
+        The item goes through the engine's own path: staged with :meth:`new_item`, aligned
+        and finalized, renamed in by :meth:`commit` with its run-log entries (a
+        ``run-start``, an ``item`` and a ``run-end``). An existing item of the same key and
+        extractor is replaced, atomically. The store must be open for writing
+        (``FeatureStore(path, "a")``).
+
+        Args:
+            key: the input's key (use the key of the input's other items, so that the new
+                item sits beside them).
+            extractor: the item's extractor name (need not be an installed extractor).
+            frames: ``(m, 2)`` start and end of each video frame, seconds (the input's frame
+                grid; every stream has one row per frame).
+            streams: stream name -> ``(data (m, d), valid (m,), labels (d,))``.
+            source: the input file or image folder the values belong to: recorded as the
+                item's ``source`` identity (path, size, mtime, content hash) and ``media``
+                kind, so that readers find the item by what it was made from.
+            settings: recorded as the item's ``config.settings`` (JSON values).
+            version: recorded as ``extractor_version``.
+            attrs: further root attributes (JSON values), over the defaults.
+            rate: the frame grid's nominal rate in Hz (0: from the frame times).
+            command: what to record as the command in the run log.
+
+        Raises:
+            StoreError: shapes that do not fit, or the store is read-only.
+            StoreWriteError: the store could not be written (nothing is committed).
+        """
+        from emofeat.media.grid import FrameGrid
+
+        self._require_writer()
+        times = np.asarray(frames, dtype=np.float64)
+        if times.ndim != 2 or times.shape[1] != 2:
+            raise StoreError(f"write_item: frames must be (m, 2) seconds, got {times.shape}")
+        m = len(times)
+        if not streams:
+            raise StoreError("write_item: no stream to write")
+        specs = []
+        checked = {}
+        for name, (data, valid, labels) in streams.items():
+            data = np.asarray(data, dtype=np.float32)
+            if data.ndim == 1:
+                data = data[:, None]
+            valid = np.asarray(valid, dtype=bool).reshape(-1)
+            labels = tuple(str(v) for v in labels)
+            if data.shape[0] != m or valid.shape[0] != m or data.shape[1] != len(labels):
+                raise StoreError(
+                    f"write_item: stream {name!r} has data {data.shape}, mask {valid.shape} "
+                    f"and {len(labels)} labels for {m} frames"
+                )
+            specs.append(StreamSpec(name, labels, "frame", "video frames"))
+            checked[name] = (data, valid, labels)
+        if not rate:
+            steps = np.diff(times[:, 0])
+            rate = float(1.0 / np.median(steps)) if len(steps) and np.median(steps) > 0 else 0.0
+        grid = FrameGrid(times[:, 0].copy(), times[:, 1].copy(), float(rate), "container")
+        ident = source_identity(source) if source is not None else {}
+        media = {"kind": "images" if source is not None and Path(source).is_dir() else "video"}
+        config = {"extractor": extractor, "version": version, "settings": dict(settings or {})}
+        provenance: dict[str, Any] = {
+            "key": key,
+            "extractor": extractor,
+            "extractor_version": version,
+            "plugin": "",
+            "plugin_package": "",
+            "plugin_version": "",
+            "emofeat_version": __version__,
+            "config": config,
+            "config_hash": config_hash(config),
+            "license": "",
+            "commercial_use": True,
+            "model_id": "",
+            "model_sha256": "",
+            "model_source": "",
+            "source": ident,
+            "media": media if source is not None else {},
+            "warnings": [],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "item_id": uuid.uuid4().hex,
+            **(attrs or {}),
+        }
+        t0 = time.perf_counter()
+        writer = self.new_item(key, extractor, specs)
+        try:
+            for name, (data, valid, labels) in checked.items():
+                writer.append(Rows(name, data, times[:, 0], times[:, 1], valid), labels)
+            writer.finalize(grid, provenance)
+        except BaseException:
+            writer.abort()
+            raise
+        run = uuid.uuid4().hex[:12]
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+        def entry(**kw: Any) -> dict[str, Any]:
+            return {"run": run, "time": stamp, **kw}
+
+        log = [
+            entry(
+                event="run-start",
+                command=command or f"FeatureStore.write_item({key}, {extractor})",
+                emofeat_version=__version__,
+                extractors=[extractor],
+                inputs=1,
+                pid=os.getpid(),
+            ),
+            entry(
+                event="item",
+                input=str(source or key),
+                key=key,
+                extractor=extractor,
+                status="done",
+                message="",
+                seconds=round(time.perf_counter() - t0, 3),
+            ),
+            entry(
+                event="run-end",
+                seconds=round(time.perf_counter() - t0, 3),
+                done=1,
+                skipped=0,
+                unchanged=0,
+                failed=0,
+                compacted=0,
+            ),
+        ]
+        try:
+            self.commit([(key, extractor, writer.path)], log)
+        except BaseException:
+            Path(writer.path).unlink(missing_ok=True)
+            raise
+
     def _commit(
         self,
         items: list[tuple[str, str, Path]],
@@ -644,27 +895,48 @@ class FeatureStore:
             rel = os.path.relpath(final, self.path.parent)
             entries.append(_Entry(key, extractor, rel, m))
         faults.point(_F_STAGED)
-        folders = set()
-        created = False
         for (_, _, staged), e in zip(items, entries, strict=True):
             final = self.path.parent / e.file
             if not final.parent.is_dir():
                 final.parent.mkdir(parents=True, exist_ok=True)
-                created = True
+                # a new input folder: its entry in items/ must reach the disk too
+                self._unsynced.add((self.dir / "items", True))
             os.replace(staged, final)
-            folders.add(final.parent)
-        for folder in folders:
-            fsync_path(folder, directory=True)
-        if created:  # a new input folder: its entry in items/ must be on disk too
-            fsync_path(self.dir / "items", directory=True)
+            self._unsynced.update(((final, False), (final.parent, True)))
         faults.point(_F_RENAMED)
         record = {"seq": snap.seq + 1, **_records(entries), "log": log}
         self._append_journal(snap, _journal_line(record))
+        self._unsynced.add((self.dir / snap.journal, False))
         faults.point(_F_JOURNALED)
         self._apply(snap, record)
         self._unapplied.append(record)
         if len(self._unapplied) >= JOURNAL_LIMIT:
             self.checkpoint()
+        elif time.monotonic() - self._synced_at >= SYNC_INTERVAL:
+            self.sync()
+
+    def sync(self) -> None:
+        """Flush what the commits since the last sync wrote (item files, folders, the
+        journal) to disk: one ``syncfs`` of the store's file system where Linux offers it,
+        else an fsync of each. Commits call it at most :data:`SYNC_INTERVAL` seconds apart;
+        checkpoints and closing the store call it first.
+
+        Raises:
+            StoreWriteError: the disk refused the data (full, failing).
+        """
+        self._require_writer()
+        pending, self._unsynced = self._unsynced, set()
+        self._synced_at = time.monotonic()
+        if not pending:
+            return
+        try:
+            if not _syncfs(self.dir):
+                for path, directory in sorted(pending, key=lambda p: (p[1], str(p[0]))):
+                    if directory or path.exists():
+                        fsync_path(path, directory=directory)
+        except OSError as exc:
+            self._unsynced |= pending
+            raise StoreWriteError(exc.filename or self.dir, exc) from exc
 
     def _append_journal(self, snap: _Snapshot, line: bytes) -> None:
         path = self.dir / snap.journal
@@ -678,7 +950,6 @@ class FeatureStore:
                 written = 0
                 while written < len(line):
                     written += os.pwrite(fd, line[written:], snap.journal_size + written)
-                os.fsync(fd)
             except OSError as exc:
                 # a partial record must not stay in front of the next one
                 try:
@@ -701,6 +972,7 @@ class FeatureStore:
         snap = self._snapshot()
         if not self._unapplied and not force:
             return
+        self.sync()  # the new index may only name items that are on disk
         tmp = self.staging_dir / f"index-{uuid.uuid4().hex}.h5"
         try:
             shutil.copyfile(self.path, tmp)
@@ -858,6 +1130,13 @@ class FeatureStore:
             records = [_records([e for by in snap.entries.values() for e in by.values()])] + records
         items = [it for rec in records for it in rec.get("items", [])]
         for it in items:
+            if it.get("removed"):
+                path = f"items/{safe_name(it['key'])}"
+                if path in f and safe_name(it["extractor"]) in f[path]:
+                    del f[path][safe_name(it["extractor"])]
+                    if not len(f[path]):
+                        del f[path]
+                continue
             g = f.require_group(f"items/{safe_name(it['key'])}")
             if "key" not in g.attrs:  # fixed-length bytes: no global-heap block per commit
                 g.attrs["key"] = np.bytes_(it["key"].encode())

@@ -26,7 +26,7 @@ from emofeat.api import build_jobs
 from emofeat.engine import RunOptions, run
 from emofeat.errors import MediaError
 from emofeat.media import AudioChunk, Decoder, probe
-from emofeat.runner import guarded, prefetch
+from emofeat.runner import _THREADS, guarded, prefetch
 from emofeat.samples import write_audio
 
 STALL = 2.0  # seconds
@@ -67,15 +67,15 @@ def stalling_pipe(path: Path, data: bytes) -> Iterator[Path]:
         assert not thread.is_alive(), "the pipe's writer is still blocked"
 
 
-def wait_for_threads(prefix: str, timeout: float = 10.0) -> list[str]:
-    """Names of threads starting with ``prefix`` still alive after ``timeout`` seconds."""
+def wait_for_threads(prefix: str, timeout: float = 10.0) -> int:
+    """Tasks (probe, hash, decode) named with ``prefix`` still at work in the runner's
+    threads after ``timeout`` seconds (their threads are kept for reuse once done)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        alive = [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
-        if not alive:
-            return []
+        if not _THREADS.at_work(prefix):
+            return 0
         time.sleep(0.05)
-    return alive
+    return _THREADS.at_work(prefix)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_a_stalled_input_fails_and_the_run_goes_on(wav, tmp_path):
     assert entry["status"] == "failed" and "stalled" in entry["message"]
     assert store.items() == ["good"]
     assert store.read("good", "egemaps", "lld").data.shape[0] > 250
-    assert wait_for_threads("emofeat-") == []  # the abandoned reader ended with the pipe
+    assert wait_for_threads("emofeat-") == 0  # the abandoned reader ended with the pipe
 
 
 @pytest.mark.parametrize("depth", [2, 0])
@@ -129,7 +129,7 @@ def test_decoding_stall_fails_the_input(wav, tmp_path, depth):
     assert STALL <= took < STALL + 5, took
     assert 0.25 <= sum(len(c.samples) for c in got) / 16000 <= held
     assert np.isfinite(np.concatenate([c.samples for c in got])).all()
-    assert wait_for_threads("emofeat-decode") == []
+    assert wait_for_threads("emofeat-decode") == 0
 
 
 def test_guarded_call_gives_up_and_reports_the_input():
