@@ -180,6 +180,12 @@ def open_h5(guard: GuardedFile, mode: str, **kw: Any) -> h5py.File:
 
 _EDGE = 32768
 
+COMPRESS_FROM = 512 * 1024
+"""Bytes of native values from which an item's datasets are gzip-compressed. A smaller
+item (a short clip's) is written plain: compressing it would take longer than the rest of
+its writing, and compaction (:meth:`emofeat.store.FeatureStore.compact`) rewrites small
+items compressed into shard files anyway."""
+
 
 def file_digests(path: Path) -> tuple[int, str, str]:
     """``(size in bytes, sha256 of the whole file, sha256 of its edges)``, reading it once.
@@ -305,6 +311,8 @@ class ItemWriter:
         self.dims: dict[str, int] = {}
         self.native: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self._pending: dict[str, list[Rows]] = {}
+        self._small = False  # decided when finalizing (COMPRESS_FROM)
+        self._data: dict[str, np.ndarray] = {}  # a small item's native rows
         #: fsync the file when it is finalized (False: the store's commit syncs it)
         self.sync = sync
         #: what :func:`describe_item` gives for the finished file, less its checksums
@@ -330,7 +338,12 @@ class ItemWriter:
     def _native_datasets(
         self, g: h5py.Group, data: np.ndarray, times: np.ndarray, mask: np.ndarray
     ) -> None:
-        """Create a stream's native datasets holding its first rows (extendable)."""
+        """Create a stream's native datasets holding its first rows (extendable, gzip;
+        a small item's: plain, see :data:`COMPRESS_FROM`)."""
+        if self._small:
+            for name, value in (("data", data), ("times", times), ("mask", mask)):
+                g.create_dataset(name, data=value)
+            return
         d = data.shape[1]
         chunk_rows = max(1, min(4096, 262144 // (4 * max(d, 1))))
         gz = {"compression": "gzip", "compression_opts": 4}
@@ -339,6 +352,10 @@ class ItemWriter:
         )
         g.create_dataset("times", data=times, maxshape=(None, 2), chunks=(4096, 2), **gz)
         g.create_dataset("mask", data=mask, maxshape=(None,), chunks=(4096,), **gz)
+
+    def _gz(self) -> dict[str, Any]:
+        """Compression of the datasets written at the end (none for a small item)."""
+        return {} if self._small else {"compression": "gzip", "compression_opts": 4}
 
     def append(self, rows: Rows, labels: tuple[str, ...] | None = None) -> None:
         """Append a block of native rows (labels are used when the stream is new).
@@ -384,6 +401,8 @@ class ItemWriter:
             [np.ones(len(r), bool) if r.valid is None else r.valid for r in pending]
         ).astype(bool, copy=False)
         n0, n = self.rows[stream], len(data)
+        if self._small:
+            self._data[stream] = data  # gathered from memory into the aligned view
         if "data" not in g:
             self._native_datasets(g, data, times, mask)
         else:
@@ -401,6 +420,30 @@ class ItemWriter:
         if stream not in self.dims and labels:
             self._create(Rows(stream, np.zeros((0, len(labels))), np.zeros(0), np.zeros(0)), labels)
 
+    def _aligned_data(self, g: h5py.Group, index: np.ndarray, m: int, d: int, block: int) -> None:
+        """The aligned view of a large item, gathered from the file block by block."""
+        chunk_rows = max(1, min(4096, 262144 // (4 * max(d, 1))))
+        ad = g.create_dataset(
+            "aligned/data",
+            shape=(m, d),
+            dtype="f4",
+            chunks=(min(chunk_rows, max(m, 1)), d) if m else None,
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+        )
+        src = g["data"]
+        for a in range(0, m, block):
+            idx = index[a : a + block]
+            ok = idx >= 0
+            if ok.any():
+                lo, hi = int(idx[ok].min()), int(idx[ok].max()) + 1
+                rows = src[lo:hi]
+                shifted = np.where(ok, idx - lo, -1)
+                ad[a : a + len(idx)] = gather_rows(rows, shifted)
+            else:
+                ad[a : a + len(idx)] = np.full((len(idx), d), np.nan, np.float32)
+
     def finalize(self, grid: FrameGrid, attrs: dict[str, Any], block: int = 8192) -> None:
         """Align every stream onto ``grid``, write provenance, close and fsync.
 
@@ -417,14 +460,14 @@ class ItemWriter:
 
     def _finalize(self, grid: FrameGrid, attrs: dict[str, Any], block: int) -> None:
         f = self.file
+        pending = sum(r.data.nbytes for rs in self._pending.values() for r in rs)
+        # nothing written yet and little to write: a small item (plain datasets)
+        self._small = not any(self.rows.values()) and pending < COMPRESS_FROM
         for stream in list(self._pending):
             self._flush(stream)
         self.guard.check()
         f.create_dataset(
-            "frames/times",
-            data=np.stack([grid.starts, grid.ends], axis=1),
-            compression="gzip",
-            compression_opts=4,
+            "frames/times", data=np.stack([grid.starts, grid.ends], axis=1), **self._gz()
         )
         f["frames"].attrs["rate"] = grid.rate
         f["frames"].attrs["source"] = grid.source
@@ -440,29 +483,13 @@ class ItemWriter:
             mask = np.concatenate(kept_mask) if kept_mask else np.zeros(0, bool)
             index, valid = align_to_frames(times[:, 0], times[:, 1], grid.starts, grid.ends, mask)
             m = len(grid)
-            chunk_rows = max(1, min(4096, 262144 // (4 * max(d, 1))))
-            ad = g.create_dataset(
-                "aligned/data",
-                shape=(m, d),
-                dtype="f4",
-                chunks=(min(chunk_rows, max(m, 1)), d) if m else None,
-                compression="gzip",
-                compression_opts=4,
-                shuffle=True,
-            )
-            src = g["data"]
-            for a in range(0, m, block):
-                idx = index[a : a + block]
-                ok = idx >= 0
-                if ok.any():
-                    lo, hi = int(idx[ok].min()), int(idx[ok].max()) + 1
-                    rows = src[lo:hi]
-                    shifted = np.where(ok, idx - lo, -1)
-                    ad[a : a + len(idx)] = gather_rows(rows, shifted)
-                else:
-                    ad[a : a + len(idx)] = np.full((len(idx), d), np.nan, np.float32)
-            g.create_dataset("aligned/mask", data=valid, compression="gzip", compression_opts=4)
-            g.create_dataset("aligned/row", data=index, compression="gzip", compression_opts=4)
+            if self._small:
+                native = self._data.get(stream, np.zeros((0, d), np.float32))
+                g.create_dataset("aligned/data", data=gather_rows(native, index))
+            else:
+                self._aligned_data(g, index, m, d, block)
+            g.create_dataset("aligned/mask", data=valid, **self._gz())
+            g.create_dataset("aligned/row", data=index, **self._gz())
             coverage = float(valid.mean()) if m else 0.0
             g.attrs["coverage"] = coverage
             streams.append(

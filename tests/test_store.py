@@ -57,7 +57,8 @@ def test_layout_is_plain_hdf5_with_provenance(tmp_path, two_inputs):
         item = f["items/clip_a/egemaps"]
         lld = item["lld"]
         assert lld["data"].dtype == np.float32
-        assert lld["data"].compression == "gzip" and lld["data"].chunks is not None
+        # a small item is written plain (compaction compresses it into a shard)
+        assert lld["data"].compression is None
         assert lld["data"].shape[1] == 25 and lld["times"].shape == (lld["data"].shape[0], 2)
         assert lld["mask"].dtype == bool
         frames = item["frames/times"][:]
@@ -399,3 +400,25 @@ def test_open_errors_are_clear(tmp_path):
         FeatureStore(other, mode="a")
     with h5py.File(other, "r") as f:  # untouched
         assert list(f.keys()) == ["x"]
+
+
+def test_a_large_item_is_compressed_and_equal_to_what_was_appended(tmp_path):
+    """Items of COMPRESS_FROM bytes and more are gzip-compressed, written as they come."""
+    from emofeat.itemfile import COMPRESS_FROM, ItemWriter
+    from emofeat.media.grid import fixed_grid
+
+    rng = np.random.default_rng(3)
+    n, d = 3000, 64  # 768 KB of values, appended in blocks
+    assert n * d * 4 >= COMPRESS_FROM
+    data = np.round(rng.standard_normal((n, d)), 2).astype(np.float32)
+    starts = np.arange(n) * 0.01
+    writer = ItemWriter(tmp_path / "big.h5", "k", "x", [])
+    for a in range(0, n, 700):
+        writer.append(Rows("s", data[a : a + 700], starts[a : a + 700], starts[a : a + 700] + 0.01))
+    writer.finalize(fixed_grid(n * 0.01, 100.0), {"extractor": "x"})
+    with h5py.File(tmp_path / "big.h5", "r") as f:
+        g = f["s"]
+        for name in ("data", "times", "mask", "aligned/data", "aligned/mask", "aligned/row"):
+            assert g[name].compression == "gzip", name
+        np.testing.assert_array_equal(g["data"][:], data)
+        np.testing.assert_array_equal(g["aligned/data"][:], data[g["aligned/row"][:]])
