@@ -95,7 +95,7 @@ def is_unchanged(
         return False
     if attrs.get("config_hash") != config_hash(item_config(job)):
         return False
-    if not same_source(attrs.get("source") or {}, ident):
+    if not _same_content(attrs.get("source") or {}, ident):
         return False
     # the file is read only for an item that would be kept
     problem = store.check_item(key, job.name, full=verify)
@@ -115,6 +115,23 @@ def is_unchanged(
         source = (store.item_attrs(key, mask.get("extractor", "")) or {}).get("item_id")
         return bool(source) and source == mask.get("item_id")
     return True
+
+
+def _same_content(stored: dict[str, Any], ident: dict[str, Any]) -> bool:
+    """The skip decision's identity: the same size and modification time (no byte read),
+    or, when only the time differs (a copied or touched file), the same content hash as the
+    one recorded when the item was made. The hash is computed at most once per input:
+    ``ident`` (shared by the input's jobs) keeps it."""
+    if same_source(stored, ident):
+        return True
+    if not stored.get("hash") or stored.get("size") != ident.get("size") or "path" not in ident:
+        return False
+    if "hash" not in ident:
+        try:
+            ident["hash"] = source_identity(ident["path"]).get("hash", "")
+        except OSError:
+            ident["hash"] = ""
+    return ident["hash"] == stored["hash"]
 
 
 def _depends_on(store: FeatureStore, key: str, job: Job) -> set[str]:

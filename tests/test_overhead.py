@@ -9,6 +9,7 @@ instead of an fsync per file. Each is checked here against the path it replaces.
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -179,3 +180,22 @@ def test_a_power_cut_before_the_group_sync_leaves_each_item_complete_or_absent(t
     again = run_cli(*args, "-o", str(out))
     assert again.returncode == 0, again.stderr
     assert_same_data(out, clean)
+
+
+def test_a_touched_or_copied_input_is_unchanged_and_a_changed_one_is_redone(tmp_path):
+    """The skip decision reads no byte of an input whose size and modification time are
+    as recorded; when only the time differs, its content hash decides."""
+    wav = write_audio(tmp_path / "clip.wav", duration=1.5)
+    out = tmp_path / "feats.h5"
+    args = ["extract", "-q", "-p", "egemaps", str(wav), "-o", str(out)]
+    assert run_cli(*args).returncode == 0
+    first = FeatureStore(out).item_attrs("clip", "egemaps")["item_id"]
+    st = wav.stat()
+    os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: same bytes
+    assert run_cli(*args).returncode == 0
+    assert FeatureStore(out).item_attrs("clip", "egemaps")["item_id"] == first
+    data = bytearray(wav.read_bytes())
+    data[-100] ^= 0x40  # one sample changed, same size
+    wav.write_bytes(bytes(data))
+    assert run_cli(*args).returncode == 0
+    assert FeatureStore(out).item_attrs("clip", "egemaps")["item_id"] != first
