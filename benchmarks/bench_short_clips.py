@@ -5,6 +5,8 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_short_clips.py              # ~2 min
     .venv/bin/python benchmarks/bench_short_clips.py --repeat 7   # steadier medians
+    git worktree add /tmp/before COMMIT      # then, before and after side by side:
+    .venv/bin/python benchmarks/bench_short_clips.py --before /tmp/before --repeat 5
 
 The inputs: the five LibriVox clips Debian's ``pocketsphinx-testdata`` ships (16 kHz mono
 WAV, 3.0-7.1 s of read speech), each copied eight times under its own name into
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -107,7 +110,8 @@ def emofeat_work(files: list[str], store: Path) -> dict:
         "wall": wall,
         "marks": marks,
         "extract": {r.input: sum(o.seconds for o in r.outcomes) for r in summary.results},
-        "stages": {r.input: dict(r.stages) for r in summary.results},
+        # steps the engine records (code before they were recorded has none)
+        "stages": {r.input: dict(getattr(r, "stages", {})) for r in summary.results},
     }
 
 
@@ -123,14 +127,76 @@ def med(xs) -> float:
     return statistics.median(list(xs))
 
 
+def compare(before: Path, repeat: int, out: Path) -> None:
+    """Before and after side by side: this script run with the code of the worktree
+    ``before`` (on ``PYTHONPATH``) and with this checkout's, alternately, ``repeat`` times."""
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    for rep in range(repeat):
+        for side in ("before", "after"):
+            env = dict(os.environ)
+            if side == "before":
+                env["PYTHONPATH"] = str(before.resolve())
+            target = out / f"bench_short_clips_{side}.json"
+            cmd = [sys.executable, __file__, "--repeat", "1", "--json-out", str(target)]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{side} run failed:\n{proc.stderr[-3000:]}")
+            runs[side].append(json.loads(target.read_text()))
+        print(f"repetition {rep + 1}/{repeat} done", file=sys.stderr)
+    keys = [
+        ("raw_per_file_ms", "raw openSMILE per file (ms, in process)"),
+        ("emofeat_per_input_ms", "emofeat per input, commit to commit (ms)"),
+        ("fixed_per_input_ms", "**emofeat fixed cost per input (ms)**"),
+        ("raw_script_wall", "raw openSMILE script, 40 clips, fresh process (s)"),
+        ("cli_wall", "`emofeat extract`, 40 clips, fresh process (s)"),
+        ("ratio_wall", "**ratio CLI / raw script (wall)**"),
+        ("ratio_cpu", "ratio CLI / raw script (CPU)"),
+    ]
+    first = runs["after"][0]
+    lines = [
+        f"Machine: {first['machine']['nproc']} CPUs, {first['machine']['cpu']}; before: "
+        f"{runs['before'][0]['commit']}, after: {first['commit']}"
+        f"{' (dirty)' if first['dirty'] else ''}; {first['inputs']} clips; medians of "
+        f"{repeat} alternating runs of each.",
+        "",
+        "| measure | before | after |",
+        "|---|---:|---:|",
+    ]
+    for key, label in keys:
+        b = med(r[key] for r in runs["before"])
+        a = med(r[key] for r in runs["after"])
+        lines.append(f"| {label} | {b:.2f} | {a:.2f} |")
+    steps = sorted({s for r in runs["after"] for s in r["stages_ms"]}, key=ORDER.index)
+    for step in steps:
+        a = med(r["stages_ms"].get(step, 0.0) for r in runs["after"])
+        lines.append(f"| step: {step} (ms) | | {a:.2f} |")
+    text = "\n".join(lines)
+    print(text)
+    (out / "bench_short_clips_compare.json").write_text(json.dumps(runs, indent=2))
+    (out / "bench_short_clips_compare.md").write_text(text + "\n")
+
+
+ORDER = ["probe", "identity", "open", "decode", "extract", "finalize", "masks", "describe"]
+ORDER += ["commit"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="repetitions (default 5)")
     ap.add_argument("--out", default=str(HERE / "out"), help="results folder")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="a worktree of the code to compare with (git worktree add DIR COMMIT)",
+    )
+    ap.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--raw-worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.raw_worker:
         raw_work(args.raw_worker)
+        return
+    if args.before:
+        compare(args.before, args.repeat, Path(args.out))
         return
     out = Path(args.out)
     clip_dir = out / "short_clips"
@@ -165,11 +231,7 @@ def main() -> None:
         s: med(run["stages"][f].get(s, 0.0) for run in emo_runs for f in files if f != first)
         for s in stage_names
     }
-    order = ["probe", "identity", "open", "decode", "extract", "finalize", "masks"]
-    order += ["describe", "commit"]
-    stages = {s: stages[s] for s in order if s in stages} | {
-        s: v for s, v in stages.items() if s not in order
-    }
+    stages = {s: stages[s] for s in ORDER if s in stages}
     cli_wall, raw_wall = med(r["wall"] for r in cli), med(r["wall"] for r in script)
     cli_cpu, raw_cpu = med(r["cpu"] for r in cli), med(r["cpu"] for r in script)
     result = {
@@ -211,6 +273,9 @@ def main() -> None:
     text = "\n".join(md)
     print(text)
     out.mkdir(parents=True, exist_ok=True)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result))
+        return
     (out / "bench_short_clips_latest.json").write_text(json.dumps(result, indent=2))
     (out / "bench_short_clips_latest.md").write_text(text + "\n")
 

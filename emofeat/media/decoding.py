@@ -99,6 +99,11 @@ class _AudioSink:
         out, rest = buf[:n], buf[n:]
         self.pending = [rest] if rest.size else []
         self.pending_len = rest.size
+        # checked per chunk, not per decoded frame (a WAV file's frames are 1,024 samples)
+        bad = ~np.isfinite(out)
+        if bad.any():  # float files may hold NaN/inf: silence, counted and reported
+            out = np.where(bad, np.float32(0.0), out)
+            self.nonfinite += int(bad.sum())
         chunk = AudioChunk(
             np.ascontiguousarray(out, dtype=np.float32),
             self.rate,
@@ -135,10 +140,6 @@ class _AudioSink:
             samples = (planes[0] if planes.shape[0] == 1 else planes.mean(axis=0)).astype(
                 np.float32, copy=False
             )
-            bad = ~np.isfinite(samples)
-            if bad.any():  # float files may hold NaN/inf: silence, counted and reported
-                samples = np.where(bad, np.float32(0.0), samples)
-                self.nonfinite += int(bad.sum())
             if not self.started:
                 self.started = True
                 t = float(time) - origin if time is not None else 0.0
