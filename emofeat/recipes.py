@@ -17,7 +17,9 @@ needs and must behave the same for all of them:
   exit non-zero.
 
 What a recipe writes inside the run directory (checkpoints, ``metrics.json``,
-predictions, plots, submission files) is up to the recipe (see docs/recipes.md).
+predictions, plots, submission files) is up to the recipe (see docs/recipes.md). A recipe
+with a ``predict`` hook can apply a finished run to new media (:func:`predict_run`,
+``emofeat predict``): the core checks that the run finished and hands it over.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import copy
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -111,6 +114,11 @@ class Recipe:
             naming the key); runs after the schema check, when the config is resolved.
         plugin: set by the registry: the plugin that registered the recipe.
         version: the recipe's own version (recorded in ``run.json``).
+        predict: applies a finished run to new media (:class:`PredictRequest` in,
+            :class:`PredictResult` out); what ``emofeat predict RUN_DIR INPUTS`` calls.
+            The hook extracts what the run was trained on, with the run's settings, into
+            ``request.store``, applies the run's models and writes one CSV per input into
+            ``request.out_dir``. None when the recipe's runs cannot be applied.
     """
 
     name: str
@@ -128,6 +136,10 @@ class Recipe:
     validate: Callable[[RecipeConfig], None] | None = None
     #: declared keys (allowed values, bounds, types of null defaults), see :class:`Key`
     schema: Mapping[str, Key] = field(default_factory=dict)
+    #: ``predict(request: PredictRequest) -> PredictResult`` applies a finished run of the
+    #: recipe to new media (``emofeat predict``, :func:`predict_run`); None: the recipe's
+    #: runs cannot be applied
+    predict: Callable[[PredictRequest], PredictResult] | None = None
 
     def default_config(self) -> dict[str, Any]:
         """The defaults as a fresh mapping."""
@@ -516,3 +528,167 @@ def run_recipe(
     info.update(status="done", summary=summary, seconds=round(time.perf_counter() - t0, 3))
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
     return run_dir, summary
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+@dataclass
+class PredictRequest:
+    """What a recipe's ``predict`` hook receives (``emofeat predict RUN_DIR INPUTS -o OUT``).
+
+    Attributes:
+        run_dir: the run directory of a finished run (``run.json`` status ``done``).
+        run: the run's ``run.json``.
+        config: the run's resolved configuration (its ``config.yaml``, checked again).
+        inputs: the media files to predict, in order (videos).
+        out_dir: where the per-input CSV files go (exists).
+        store: the feature store the hook extracts into and reads from (created when
+            missing); the predictions are written there too, as a stream.
+        model: which of the run's models to apply; None: the run's best.
+        crops: an optional folder of face-crop folders named after the inputs' stems
+            (``CROPS/<stem>/00001.jpg``, Aff-Wild2's ``cropped_aligned`` layout): face
+            features are then extracted from the crops instead of the video's face stage.
+        device: ``cpu``, ``cuda``, ``cuda:N``.
+        quiet: no progress bars.
+        log: where the hook reports what it does.
+    """
+
+    run_dir: Path
+    run: dict[str, Any]
+    config: RecipeConfig
+    inputs: list[Path]
+    out_dir: Path
+    store: Path
+    log: logging.Logger
+    model: str | None = None
+    crops: Path | None = None
+    device: str = "cpu"
+    quiet: bool = False
+
+
+@dataclass
+class PredictOutcome:
+    """What became of one input of ``emofeat predict``.
+
+    Attributes:
+        input: the media file.
+        status: ``done`` or ``failed``.
+        message: why it failed (empty when done).
+        csv: the per-frame predictions file (None when failed).
+        frames: rows written: the input's video frames.
+        key: the input's key in the store (where the ``predict`` item is).
+    """
+
+    input: Path
+    status: str
+    message: str = ""
+    csv: Path | None = None
+    frames: int = 0
+    key: str = ""
+
+
+@dataclass
+class PredictResult:
+    """What a recipe's ``predict`` hook returns: the model applied and one outcome per input."""
+
+    model: str
+    outcomes: list[PredictOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PredictOutcome]:
+        """The inputs that could not be predicted."""
+        return [o for o in self.outcomes if o.status != "done"]
+
+
+def read_run(run_dir: str | os.PathLike) -> tuple[Recipe, dict[str, Any], RecipeConfig]:
+    """A finished run's recipe, ``run.json`` and checked configuration.
+
+    Raises:
+        RecipeError: not a run directory, a run that failed or did not finish, a recipe that
+            is not installed, a configuration the installed recipe no longer accepts.
+    """
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise RecipeError(f"{run_dir}: not a recipe run directory (no run.json)")
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"{info_path}: cannot be read ({exc})") from None
+    status = info.get("status")
+    if status == "failed":
+        raise RecipeError(
+            f"{run_dir}: the run failed ({info.get('error', 'see run.log')}); "
+            "only a finished run can be applied: run the recipe again"
+        )
+    if status != "done":
+        raise RecipeError(
+            f"{run_dir}: the run did not finish (status {status!r}); only a finished run can "
+            f"be applied: complete it with 'emofeat recipe run --resume {run_dir}'"
+        )
+    recipe = get_recipe(str(info.get("recipe", "")))
+    try:
+        config = check_config(recipe, load_yaml(run_dir / CONFIG_FILE, "run config"))
+    except ConfigError as exc:
+        raise RecipeError(
+            f"{run_dir / CONFIG_FILE}: the installed recipe {recipe.name!r} does not accept "
+            f"this run's configuration ({exc})"
+        ) from None
+    return recipe, info, config
+
+
+def predict_run(
+    run_dir: str | os.PathLike,
+    inputs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    store: str | os.PathLike | None = None,
+    model: str | None = None,
+    crops: str | os.PathLike | None = None,
+    device: str = "cpu",
+    quiet: bool = False,
+    log: logging.Logger | None = None,
+) -> PredictResult:
+    """Apply a finished recipe run to new media through its recipe's ``predict`` hook.
+
+    Args:
+        run_dir: the run directory.
+        inputs: media files (videos).
+        out_dir: folder for the per-input CSV files (created).
+        store: the feature store to extract into (default ``OUT_DIR/features.h5``).
+        model: the run's model to apply (default: its best).
+        crops: folder of face-crop folders named after the inputs' stems.
+        device: ``cpu``, ``cuda``, ``cuda:N``.
+        quiet: no progress bars.
+        log: where to report (default: the logger ``emofeat.predict``).
+
+    Raises:
+        RecipeError: the run cannot be applied (see :func:`read_run`), or its recipe has no
+            ``predict`` hook, or the run lacks what prediction needs.
+    """
+    recipe, info, config = read_run(run_dir)
+    if recipe.predict is None:
+        raise RecipeError(f"recipe {recipe.name!r} cannot apply its runs to new media")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    request = PredictRequest(
+        run_dir=Path(run_dir),
+        run=info,
+        config=config,
+        inputs=[Path(p) for p in inputs],
+        out_dir=out,
+        store=Path(store) if store is not None else out / "features.h5",
+        log=log or logging.getLogger("emofeat.predict"),
+        model=model,
+        crops=Path(crops) if crops is not None else None,
+        device=device,
+        quiet=quiet,
+    )
+    try:
+        return recipe.predict(request)
+    except ImportError as exc:
+        extra = _missing_extra(recipe, exc)
+        if extra is not None:
+            raise extra from exc
+        raise

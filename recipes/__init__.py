@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import emofeat
-from emofeat.recipes import Recipe, RecipeConfig, RecipeRun
+from emofeat.recipes import PredictRequest, PredictResult, Recipe, RecipeConfig, RecipeRun
 from emofeat.settings import load_yaml
 from emofeat_recipes.validate import (
     abaw_schema,
@@ -42,6 +42,11 @@ def _abaw(task: str, name: str, description: str) -> Recipe:
     def validate(config: RecipeConfig) -> None:
         validate_abaw(config, task)
 
+    def predict(request: PredictRequest) -> PredictResult:
+        from emofeat_recipes.predict import predict_abaw
+
+        return predict_abaw(request, task)
+
     return Recipe(
         name=name,
         description=description,
@@ -55,6 +60,7 @@ def _abaw(task: str, name: str, description: str) -> Recipe:
         open_sections=("extract.settings",),
         validate=validate,
         schema=abaw_schema(task, _defaults(defaults)),
+        predict=predict,
     )
 
 

@@ -33,12 +33,13 @@ from emofeat_recipes.data import (
 )
 from emofeat_recipes.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2, Track
 from emofeat_recipes.datasets.join import FeatureIndex
-from emofeat_recipes.kelm import search_c, window_functionals
+from emofeat_recipes.kelm import expand_classes, search_c, window_functionals
 from emofeat_recipes.losses import build_loss
 from emofeat_recipes.metrics import ccc, expr_f1, va_score
 from emofeat_recipes.models import MODEL_KEYS, build_model
 from emofeat_recipes.plan import Plan, build_plan, default_store, extract_command, run_plan
 from emofeat_recipes.postprocess import search_smoothing, smooth
+from emofeat_recipes.predict import kelm_file, save_decision_data, save_kelm, write_predict_spec
 from emofeat_recipes.submission import write_submission
 from emofeat_recipes.train import TrainConfig, Trainer, set_seed
 from emofeat_recipes.windows import seconds_to_frames, spread_back, to_label_frames
@@ -283,6 +284,7 @@ def train_kelm(
         task="regression" if task == "VA" else "classification",
     )
     ctx.log.info("kelm %s: C scores %s", modality, scores)
+    save_kelm(ctx.run_dir / kelm_file(modality), model, stats)
     outs = []
     for group in tracks:
         preds: dict[str, np.ndarray] = {}
@@ -296,6 +298,8 @@ def train_kelm(
                 z = model.decision_function(feats)
                 z = np.exp(z - z.max(axis=1, keepdims=True))
                 wp = z / z.sum(axis=1, keepdims=True)
+                # classes absent from the training windows have no column: probability 0
+                wp = expand_classes(wp, model.classes_, len(EXPR_LABELS))
             local = np.stack([ws.starts, ws.starts + length], axis=1)
             frame = spread_back(wp, local, len(td.index))
             preds[td.track.name] = to_label_frames(frame, td.index, td.n_frames)
@@ -619,7 +623,7 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
     missing = {
         td.track.name: td.missing for group in (train, dev, test) for td in group if td.missing
     }
-    normalise(train, [dev, test], cfg["normalise"])
+    normalisers = normalise(train, [dev, test], cfg["normalise"])
     length, hop = _window_frames(cfg)
     log.info(
         "%d train, %d validation, %d test tracks; windows %d/%d frames at %.1f fps (%.1f s)",
@@ -670,9 +674,11 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
 
     # ---- decision-level fusion over the base models (weights found on dev)
     base = sorted(dev_preds)
+    fused_base: list[str] = []
     dc = cfg["decision"]
     if len(base) > 1 and dc["methods"]:
         fused_dev, fused_test = decision_fusion(ctx, task, base, dev_preds, test_preds, dev, test)
+        fused_base = base
         dev_preds.update(fused_dev)
         test_preds.update(fused_test)
 
@@ -732,6 +738,10 @@ def _run_abaw(ctx: RecipeRun, task: str) -> dict[str, Any]:
         log.info("submission written: %s", out)
     elif test_t:
         log.warning("test tracks listed but no submission template found: no submission written")
+    # what 'emofeat predict' needs to apply the run to new media
+    write_predict_spec(
+        ctx, task, refs, index, train_t, normalisers, metrics, fused_base, length, hop
+    )
     (ctx.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return {
         "best": best,
@@ -770,6 +780,8 @@ def decision_fusion(
     valid = np.concatenate([td.labels.valid for td in dev_l])
     folds = max(2, min(int(dc["folds"]), len(names)))
     fold_of = np.random.default_rng(seed).permutation(len(names)) % folds
+    if "rf" in dc["methods"]:  # 'emofeat predict' refits the forest from these rows
+        save_decision_data(ctx.run_dir, stacked, true, valid)
     test_names = [td.track.name for td in test]
     have_test = bool(test) and all(b in test_preds for b in base)
 

@@ -240,3 +240,13 @@ def baseline(kind: str, scale: bool = True, **params):
     else:
         raise ValueError(f"unknown baseline {kind!r}; choose 'svr', 'linear' or 'logistic'")
     return make_pipeline(StandardScaler(), est) if scale else est
+
+
+def expand_classes(probs: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class scores ``(n, len(classes))`` of a classifier fitted on the labels
+    ``classes`` as ``(n, n_classes)``: column ``c`` for class ``c``, 0 for classes the
+    training labels lacked (a KELM has no output for them)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    out = np.zeros((len(probs), n_classes))
+    out[:, np.asarray(classes, dtype=np.int64)] = probs
+    return out

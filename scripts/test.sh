@@ -3,9 +3,10 @@
 # Extra arguments go to pytest (e.g. bash scripts/test.sh -k store).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Debian packages the tests use: real speech (LibriVox clips) and a speech synthesiser
+# Debian packages the tests use: real speech (LibriVox clips), a speech synthesiser, and a
+# headless browser with its WebDriver (the report page is rendered in it)
 need=()
-for pkg in pocketsphinx-testdata espeak-ng; do
+for pkg in pocketsphinx-testdata espeak-ng chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -3,7 +3,7 @@
 One module per command family: :mod:`~emofeat.cli.extract`, :mod:`~emofeat.cli.plugins`,
 :mod:`~emofeat.cli.inspect`, :mod:`~emofeat.cli.samples`, :mod:`~emofeat.cli.models`,
 :mod:`~emofeat.cli.recipe`, :mod:`~emofeat.cli.verify`,
-:mod:`~emofeat.cli.compact`; :mod:`~emofeat.cli.output` holds the
+:mod:`~emofeat.cli.compact`, :mod:`~emofeat.cli.report`; :mod:`~emofeat.cli.output` holds the
 two consoles. Plugins add their commands last (:func:`emofeat.plugins.add_plugin_commands`).
 
 Everything is imported when it is needed (:class:`LazyGroup`): a command's module when the
@@ -42,6 +42,9 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "recipe": ("recipe", "recipe"),
     "verify": ("verify", "verify"),
     "compact": ("compact", "compact"),
+    "report": ("report", "report"),
+    "predict": ("predict", "predict"),
+    "render": ("render", "render"),
 }
 
 #: built-in commands run with the plugins' commands collected: the groups (a plugin may add
