@@ -153,6 +153,9 @@ def compare(before: Path, repeat: int, out: Path) -> None:
         ("ratio_cpu", "ratio CLI / raw script (CPU)"),
     ]
     first = runs["after"][0]
+    before_commit = git("-C", str(before.resolve()), "rev-parse", "--short", "HEAD")
+    for r in runs["before"]:
+        r["commit"], r["dirty"] = before_commit, False
     lines = [
         f"Machine: {first['machine']['nproc']} CPUs, {first['machine']['cpu']}; before: "
         f"{runs['before'][0]['commit']}, after: {first['commit']}"
