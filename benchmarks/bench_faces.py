@@ -52,7 +52,7 @@ the public API only:
 - bf16: no extractor has a bf16 setting, and ``torch.autocast`` around the whole
   ``engine.run`` fails in MTCNN (``TypeError: Got unsupported ScalarType BFloat16``: its
   non-maximum suppression reads the scores with ``.numpy()``). So the benchmark wraps the
-  crop extractors' inference method (``_infer`` of the classes that define it, a private
+  crop extractors' net call (``_forward`` of their shared base class, a private
   method) in ``torch.autocast(device_type, dtype=torch.bfloat16)``: fp32 weights, the nets'
   matrix products and convolutions in bf16, MTCNN in float32 as in fp16.
 
@@ -271,20 +271,18 @@ def autocast_crop_nets() -> None:
     from emofeat_plugins.faces import extractors as fx
 
     dev_type = DEVICE.split(":")[0]
-    for cls in vars(fx).values():
-        if not (isinstance(cls, type) and "_infer" in vars(cls)) or cls is fx._FaceCropExtractor:
-            continue
-        fn = vars(cls)["_infer"]
-        if getattr(fn, "_bench_autocast", False):
-            continue
+    cls = fx._FaceCropExtractor  # every crop extractor's net runs in its _forward
+    fn = vars(cls)["_forward"]
+    if getattr(fn, "_bench_autocast", False):
+        return
 
-        def wrapped(self, crops, _fn=fn):
-            with torch.autocast(device_type=dev_type, dtype=torch.bfloat16):
-                return _fn(self, crops)
+    def wrapped(self, x, _fn=fn):
+        with torch.autocast(device_type=dev_type, dtype=torch.bfloat16):
+            return _fn(self, x)
 
-        functools.update_wrapper(wrapped, fn)
-        wrapped._bench_autocast = True  # type: ignore[attr-defined]
-        cls._infer = wrapped
+    functools.update_wrapper(wrapped, fn)
+    wrapped._bench_autocast = True  # type: ignore[attr-defined]
+    cls._forward = wrapped
 
 
 def cuda_sync() -> None:

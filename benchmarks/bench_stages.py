@@ -37,7 +37,9 @@ this process; median of ``--repeat`` rounds after one warm-up round):
    through ``emofeat.build_jobs`` like a run builds them, on crops of the video.
    ``--precision fp16`` sets the extractors' ``half`` setting (CUDA only);
    ``--precision bf16`` runs them under ``torch.autocast(dtype=torch.bfloat16)`` (they have
-   no bf16 setting).
+   no bf16 setting). ``--backend onnx`` (or ``onnx-int8``) sets the extractors' ``backend``
+   (and ``int8``) setting: ONNX Runtime on the exported nets. On the CPU each net runs in
+   batches of its extractor's ``batch_size`` (at most 32, a chunk).
 6. **eGeMAPS** (CPU): ``engine.run`` of ``egemaps`` (LLDs + functionals, the defaults) on a
    WAV of real speech (LibriVox clips of pocketsphinx-testdata), warm, per audio second.
 
@@ -208,12 +210,16 @@ def precision_context(precision: str, device: str):
         yield
 
 
-def crop_extractor(name: str, device: str, precision: str):
+def crop_extractor(name: str, device: str, precision: str, backend: str = "torch"):
     from emofeat import build_jobs
 
     sets = [f"{name}.weights=random"] if name in ("face_cnn", "vit") else []
     if precision == "fp16":
         sets.append(f"{name}.half=true")
+    if backend != "torch":
+        sets.append(f"{name}.backend=onnx")
+        if backend == "onnx-int8":
+            sets.append(f"{name}.int8=true")
     (job,) = [j for j in build_jobs([name], sets) if j.name == name]
     ex = job.cls(dict(job.config), device=device)
     ex.prepare()
@@ -233,6 +239,12 @@ def main() -> int:
     ap.add_argument("--no-audio", action="store_true", help="skip eGeMAPS")
     ap.add_argument(
         "--nets", default="face_expr,face_cnn,vit", help="crop extractors to time (comma list)"
+    )
+    ap.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnx", "onnx-int8"),
+        help="the crop extractors' backend setting (onnx-int8: backend=onnx, int8=true)",
     )
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--json", type=Path, default=None, help="also write the JSON here")
@@ -286,7 +298,7 @@ def main() -> int:
     extractors = {}
     for name in nets:
         log(f"loading {name} on {dev} ({args.precision})")
-        extractors[name] = crop_extractor(name, dev, args.precision)
+        extractors[name] = crop_extractor(name, dev, args.precision, args.backend)
 
     src = source_video(args.out)
     for size in args.sizes.split(","):
@@ -364,8 +376,8 @@ def main() -> int:
         crops = crops_cache[name]
         if cuda:
             batches = sorted({int(ex.config["batch_size"]), 256})
-        else:  # one CPU thread: keep the heavy backbones short
-            batches = [{"face_expr": 32, "face_cnn": 16, "vit": 8}.get(name, 16)]
+        else:  # one CPU thread: the extractor's own batch size (at most a 32-frame chunk)
+            batches = [min(32, int(ex.config["batch_size"]))]
         res["nets"][name] = {"input_px": ex.input_size, "batches": {}}
         for bs in batches:
             x = np.concatenate([crops] * (bs // len(crops) + 1))[:bs]
@@ -436,7 +448,8 @@ def report(res: dict) -> str:
     m = res["machine"]
     a = res["args"]
     lines = [
-        f"# Stage costs ({res['stamp']}, device {a['device']}, {a['precision']})",
+        f"# Stage costs ({res['stamp']}, device {a['device']}, {a['precision']}, "
+        f"nets on {a.get('backend', 'torch')})",
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']}, torch {m['torch']} "
         f"({a['threads']} thread(s)), av {m['av']} (libavcodec {m['libavcodec']})"

@@ -25,6 +25,7 @@ FACE_LABELS = (
     "track_id", "n_faces",
 )  # fmt: skip
 EXPRESSION_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+BACKENDS = ("torch", "onnx")
 _ROW = 15  # box (4) + score (1) + landmarks (10): what is interpolated between detections
 
 #: the pooled feature width (timm's ``num_features``) of the architectures the timm extractors
@@ -250,8 +251,23 @@ def _crop_settings(batch_size: int) -> dict[str, Setting]:
     return {
         "margin": Setting(0.1, "box enlargement before squaring (fraction of the box side)"),
         "align": Setting(False, "rotate each crop so the eyes are level (MTCNN landmarks)"),
-        "batch_size": Setting(batch_size, "crops per forward pass"),
-        "half": Setting(False, "half precision (CUDA only)"),
+        "batch_size": Setting(
+            batch_size,
+            "crops per forward pass (crops of a chunk's frames are batched together; "
+            "outputs do not depend on it beyond float rounding, 1e-5)",
+        ),
+        "half": Setting(False, "half precision (CUDA only, backend=torch)"),
+        "backend": Setting(
+            "torch",
+            "torch, or onnx: the net exported once to ONNX (cached in the model cache, "
+            "checked equal to torch within 1e-4) and run by ONNX Runtime",
+            BACKENDS,
+        ),
+        "int8": Setting(
+            False,
+            "backend=onnx: dynamic INT8 quantisation of the net's MatMul/Gemm weights "
+            "(made once, cached; agreement with fp32 in docs/benchmarks.md)",
+        ),
         "cache_dir": Setting("", "model cache (default: emofeat's cache)"),
     }
 
@@ -261,25 +277,57 @@ class _FaceCropExtractor(Extractor):
 
     Frames without a face reuse the previous face's box (as the paper does) so they still
     get values, but they are masked. Frames before the first face get zeros, masked.
-    Subclasses set ``input_size`` and implement ``_load()`` and ``_infer(crops)``.
+    Subclasses set ``input_size`` and implement ``_load()`` (sets ``self.net``, float32),
+    ``_inputs(crops)`` (float crops -> the net's input tensor) and ``_outputs(raw)`` (the
+    net's outputs by name -> the streams' values). The net runs on torch
+    (``backend=torch``) or, exported once to ONNX, on ONNX Runtime (``backend=onnx``).
     """
 
     modality = "video"
     requires = ("faces",)
     input_size = 112
 
+    @classmethod
+    def check_config(cls, config):
+        if int(config["batch_size"]) < 1:
+            raise emofeat.ConfigError(f"{cls.name}.batch_size must be >= 1")
+        if config["int8"] and config["backend"] != "onnx":
+            raise emofeat.ConfigError(
+                f"{cls.name}.int8 applies to backend=onnx only (--set {cls.name}.backend=onnx)"
+            )
+        if config["half"] and config["backend"] != "torch":
+            raise emofeat.ConfigError(f"{cls.name}.half applies to backend=torch only")
+
     def __init__(self, config=None, device="cpu"):
         super().__init__(config, device)
         self.net = None  # loaded on first use: listing plugins must not load models
+        self._onnx = None
+        self._tuned = False
 
     def prepare(self):
         """Load the net once, before any input (a missing download fails the run once)."""
         import torch
 
         self.torch_device = _torch_device(self.device)
+        onnx = self.config["backend"] == "onnx"
+        if onnx:  # the torch net is only exported: keep it on the CPU in float32
+            self.torch_device = torch.device("cpu")
         half = bool(self.config.get("half")) and self.torch_device.type == "cuda"
         self.dtype = torch.float16 if half else torch.float32
         self._load()
+        if onnx:
+            self._load_onnx()
+        elif not self._tuned:
+            self._tuned = True
+            if self.torch_device.type == "cpu" and self.dtype == torch.float32:
+                from .speed import tune_for_cpu
+
+                tune_for_cpu(self.net, self.channels_last, self.onednn_linear)
+
+    #: CPU float32 inference with channels-last tensors (measured faster: timm CNNs)
+    channels_last = False
+    #: CPU float32 inference with oneDNN linear layers (measured faster: ViT)
+    onednn_linear = False
 
     def begin(self, info):
         self.prepare()
@@ -294,8 +342,64 @@ class _FaceCropExtractor(Extractor):
             folder = _cache(self.config).path(get_model(model_name))
             self.net = net_class.from_folder(folder).to(self.torch_device, self.dtype).eval()
 
-    def _infer(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+    def _load_onnx(self) -> None:
+        """Export the net to ONNX (once per weights, cached) and open an ORT session."""
+        if self._onnx is not None:
+            return
+        from .onnx_backend import OnnxExportError, OnnxNet
+
+        rng = np.random.default_rng(0)  # the check batch: 2 crops of noise in 0..255
+        crops = rng.uniform(0, 255, (2, self.input_size, self.input_size, 3)).astype(np.float32)
+        folder = self._export_folder()
+        try:
+            self._onnx = OnnxNet(
+                self.net,
+                self._inputs(crops),
+                folder,
+                int8=bool(self.config["int8"]),
+                device=self.device,
+            )
+        except OnnxExportError as exc:
+            raise emofeat.ConfigError(f"{self.name}.backend=onnx: {exc}") from None
+
+    def _export_folder(self) -> Path:
+        """Where ``backend=onnx`` keeps its exports: ``<cache>/onnx-exports/<name>``."""
+        return _cache(self.config).root / "onnx-exports" / self.name
+
+    def _backend_info(self, info: ModelInfo) -> ModelInfo:
+        """The model's provenance, naming the ONNX file run when ``backend=onnx``."""
+        if self.config["backend"] != "onnx":
+            return info
+        tag = "+onnx-int8" if self.config["int8"] else "+onnx"
+        source = str(self._onnx.path) if self._onnx is not None else info.source
+        return ModelInfo(info.id + tag, info.sha256, info.license, source)
+
+    def _inputs(self, crops: np.ndarray):
+        """float32 crops ``(n, S, S, 3)`` in 0..255 -> the net's float32 input tensor."""
         raise NotImplementedError
+
+    def _outputs(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The net's outputs (by name, float32 numpy) -> the streams' values."""
+        raise NotImplementedError
+
+    def _forward(self, x) -> dict[str, np.ndarray]:
+        """Run the net (torch or ONNX Runtime) on one batch; outputs by name, float32."""
+        import torch
+
+        if self._onnx is not None:
+            return self._onnx(x.numpy())
+        from .onnx_backend import named_outputs
+
+        with torch.inference_mode():
+            x = x.to(self.torch_device, self.dtype)
+            if self.channels_last and self.torch_device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = named_outputs(self.net(x))
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    def _infer(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """float32 crops ``(n, S, S, 3)`` in 0..255 -> the streams' values for them."""
+        return self._outputs(self._forward(self._inputs(crops)))
 
     def process(self, chunk):
         from .crops import crop_faces
@@ -348,14 +452,13 @@ class FaceExpression(_FaceCropExtractor):
 
         self._load_tfjs(FaceExpressionNet, "face-expression")
 
-    def _infer(self, crops):
-        import torch
-
+    def _inputs(self, crops):
         from .expression_net import preprocess
 
-        with torch.inference_mode():
-            e, p = self.net(preprocess(crops).to(self.torch_device, self.dtype))
-        return {"embedding": e.float().cpu().numpy(), "probs": p.float().cpu().numpy()}
+        return preprocess(crops)
+
+    def _outputs(self, raw):
+        return {"embedding": raw["out0"], "probs": raw["out1"]}
 
     def streams(self):
         return [
@@ -364,7 +467,7 @@ class FaceExpression(_FaceCropExtractor):
         ]
 
     def model(self):
-        return _model_info("face-expression", self.config)
+        return self._backend_info(_model_info("face-expression", self.config))
 
 
 class _TimmFace(_FaceCropExtractor):
@@ -374,7 +477,7 @@ class _TimmFace(_FaceCropExtractor):
     version = "1"
 
     @classmethod
-    def _settings(cls, arch: str, size: int) -> dict[str, Setting]:
+    def _settings(cls, arch: str, size: int, batch_size: int) -> dict[str, Setting]:
         return {
             "arch": Setting(arch, "timm architecture (ignored for checkpoints)"),
             "weights": Setting(
@@ -389,7 +492,7 @@ class _TimmFace(_FaceCropExtractor):
                 "'emofeat models import' (alias of weights=PATH)",
             ),
             "input_size": Setting(size, "crop side in pixels (checkpoints carry their own)"),
-            **_crop_settings(batch_size=32),
+            **_crop_settings(batch_size),
         }
 
     def _weights(self) -> str:
@@ -433,6 +536,15 @@ class _TimmFace(_FaceCropExtractor):
             self.meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
         self.input_size = int(self.meta.get("input_size", self.config["input_size"]))
 
+    def _export_folder(self) -> Path:
+        if self._weights() != "random":
+            return super()._export_folder()
+        # untrained weights differ in every process: their exports are not worth keeping
+        import tempfile
+
+        self._random_exports = tempfile.TemporaryDirectory(prefix="emofeat-onnx-")
+        return Path(self._random_exports.name)
+
     def _arch(self) -> str:
         if self.meta:
             return self.meta["arch"]
@@ -470,29 +582,30 @@ class _TimmFace(_FaceCropExtractor):
             )
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        half = self.config["half"] and self.torch_device.type == "cuda"
-        self.dtype = torch.float16 if half else torch.float32
         self.net = model.eval().to(self.torch_device, self.dtype)
         self.mean, self.std = self.mean.to(self.torch_device), self.std.to(self.torch_device)
 
-    def _infer(self, crops):
+    def _inputs(self, crops):
         import torch
 
+        # crops are float32 in 0..255 (not rounded); normalised on the net's device (the CPU
+        # with backend=onnx)
         x = torch.from_numpy(crops).to(self.torch_device).permute(0, 3, 1, 2).float() / 255.0
-        # crops are float32 in 0..255 (not rounded)
-        x = ((x - self.mean) / self.std).to(self.dtype)
-        with torch.inference_mode():
-            out = self.net(x)
+        return (x - self.mean) / self.std
+
+    def _outputs(self, raw):
         res = {}
-        if "embedding" in out:
-            res["embedding"] = out["embedding"]
+        if "embedding" in raw:
+            res["embedding"] = raw["embedding"]
         else:
-            res["features"] = out["features"]
-        if "expr" in out:
-            res["expr"] = torch.softmax(out["expr"].float(), dim=1)
-        if "va" in out:
-            res["va"] = out["va"]
-        return {k: v.float().cpu().numpy() for k, v in res.items()}
+            res["features"] = raw["features"]
+        if "expr" in raw:
+            import torch
+
+            res["expr"] = torch.softmax(torch.from_numpy(raw["expr"]), dim=1).numpy()
+        if "va" in raw:
+            res["va"] = raw["va"]
+        return res
 
     def streams(self):
         if self.meta:
@@ -533,6 +646,9 @@ class _TimmFace(_FaceCropExtractor):
         ]
 
     def model(self):
+        return self._backend_info(self._model())
+
+    def _model(self) -> ModelInfo:
         w = self._weights()
         if self._registered is not None:
             m = self._registered
@@ -559,7 +675,9 @@ class FaceCNN(_TimmFace):
     name = "face_cnn"
     license = "Apache-2.0 (timm); weights: per their source"
     description = "timm CNN on face crops (efficientnet_b1, 240 px): embedding or pooled features"
-    settings = _TimmFace._settings("efficientnet_b1", 240)
+    settings = _TimmFace._settings("efficientnet_b1", 240, batch_size=4)
+    channels_last = True
+    onednn_linear = True
 
 
 class FaceViT(_TimmFace):
@@ -568,7 +686,8 @@ class FaceViT(_TimmFace):
     name = "vit"
     license = "Apache-2.0 (timm); weights: per their source"
     description = "timm ViT on face crops (vit_base_patch16_224): embedding or pooled features"
-    settings = _TimmFace._settings("vit_base_patch16_224", 224)
+    settings = _TimmFace._settings("vit_base_patch16_224", 224, batch_size=4)
+    onednn_linear = True
 
 
 def _shoelace(points: np.ndarray) -> np.ndarray:
@@ -592,14 +711,13 @@ class Mouth(_FaceCropExtractor):
 
         self._load_tfjs(FaceLandmark68Net, "face-landmarks-68")
 
-    def _infer(self, crops):
-        import torch
-
+    def _inputs(self, crops):
         from .expression_net import preprocess
 
-        with torch.inference_mode():
-            x = preprocess(crops).to(self.torch_device, self.dtype)
-            pts = self.net(x).float().cpu().numpy()
+        return preprocess(crops)
+
+    def _outputs(self, raw):
+        pts = raw["out0"]
         inner = pts[:, 60:68]  # inner lip contour
         width = np.linalg.norm(pts[:, 54] - pts[:, 48], axis=1)
         gap = np.mean(
@@ -620,7 +738,7 @@ class Mouth(_FaceCropExtractor):
         ]
 
     def model(self):
-        return _model_info("face-landmarks-68", self.config)
+        return self._backend_info(_model_info("face-landmarks-68", self.config))
 
 
 class MouthOpen(Extractor):
