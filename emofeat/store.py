@@ -342,6 +342,7 @@ class FeatureStore:
         # the journal), flushed to disk together at most SYNC_INTERVAL seconds later
         self._unsynced: set[tuple[Path, bool]] = set()
         self._synced_at = time.monotonic()
+        self._sync_error: StoreWriteError | None = None  # a failed group sync, not yet raised
         if mode == "r":
             if not self.path.exists():
                 raise StoreError(f"{self.path}: no such store")
@@ -887,6 +888,9 @@ class FeatureStore:
         log: list[dict[str, Any]],
         meta: dict[str, dict[str, Any]],
     ) -> None:
+        if self._sync_error is not None:
+            exc, self._sync_error = self._sync_error, None
+            raise exc
         snap = self._snapshot()
         entries = []
         for key, extractor, staged in items:
@@ -913,7 +917,11 @@ class FeatureStore:
         if len(self._unapplied) >= JOURNAL_LIMIT:
             self.checkpoint()
         elif time.monotonic() - self._synced_at >= SYNC_INTERVAL:
-            self.sync()
+            try:
+                self.sync()
+            except StoreWriteError as exc:
+                # this commit is recorded; the next one stops the run with the error
+                self._sync_error = exc
 
     def sync(self) -> None:
         """Flush what the commits since the last sync wrote (item files, folders, the

@@ -199,3 +199,35 @@ def test_a_touched_or_copied_input_is_unchanged_and_a_changed_one_is_redone(tmp_
     wav.write_bytes(bytes(data))
     assert run_cli(*args).returncode == 0
     assert FeatureStore(out).item_attrs("clip", "egemaps")["item_id"] != first
+
+
+def test_a_failed_group_sync_stops_the_run_and_keeps_the_commit_it_followed(tmp_path, monkeypatch):
+    """The disk refuses the data at the group sync (a full or failing disk that accepted
+    the writes): the commit the sync followed stays recorded, the next input fails with the
+    error naming the store and the run stops, as for any write error."""
+    import errno
+
+    from emofeat import build_jobs, engine
+    from emofeat import store as store_module
+
+    inputs = [write_audio(tmp_path / f"in{i}.wav", duration=1.0, f0=150 + 30 * i) for i in range(3)]
+    calls = []
+
+    def refuse(folder):  # the sync after the run's first record works, later ones fail
+        calls.append(folder)
+        if len(calls) > 1:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(folder))
+        return True
+
+    monkeypatch.setattr(store_module, "SYNC_INTERVAL", 0.0)
+    monkeypatch.setattr(store_module, "_syncfs", refuse)
+    out = tmp_path / "feats.h5"
+    jobs = build_jobs(["egemaps"], ["egemaps.functionals=false"], None)
+    with FeatureStore(out, "a") as st:
+        summary = engine.run(st, inputs, jobs, engine.RunOptions())
+    statuses = [r.status for r in summary.results]
+    assert statuses[0] == "done" and statuses[1] == "failed", statuses
+    assert "input/output error" in summary.results[1].message.lower()
+    assert summary.stopped and summary.not_attempted
+    assert len(calls) >= 2
+    assert FeatureStore(out).items() == ["in0"]
