@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -173,17 +174,14 @@ def _syncfs(folder: Path) -> bool:
     return True
 
 
-_LIBC: list[Any] = []
-
-
+@functools.cache
 def _libc() -> Any:
-    if not _LIBC:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            _LIBC.append(libc if hasattr(libc, "syncfs") else None)
-        except OSError:
-            _LIBC.append(None)
-    return _LIBC[0]
+    """The C library when it offers ``syncfs`` (else None)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "syncfs") else None
 
 
 _F_STAGED = faults.declare("commit:staged", "before the first staged item is renamed in")

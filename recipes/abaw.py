@@ -33,7 +33,7 @@ from emofeat_recipes.data import (
 )
 from emofeat_recipes.datasets.affwild2 import EXPR_LABELS, VA_LABELS, AffWild2, Track
 from emofeat_recipes.datasets.join import FeatureIndex
-from emofeat_recipes.kelm import expand_classes, search_c, window_functionals
+from emofeat_recipes.kelm import search_c, window_functionals, window_predictions
 from emofeat_recipes.losses import build_loss
 from emofeat_recipes.metrics import ccc, expr_f1, va_score
 from emofeat_recipes.models import MODEL_KEYS, build_model
@@ -292,14 +292,7 @@ def train_kelm(
             if len(td.index) == 0:
                 continue
             ws, feats, _, _ = windows_of([td])
-            if task == "VA":
-                wp = np.clip(model.predict(feats), -1, 1)
-            else:
-                z = model.decision_function(feats)
-                z = np.exp(z - z.max(axis=1, keepdims=True))
-                wp = z / z.sum(axis=1, keepdims=True)
-                # classes absent from the training windows have no column: probability 0
-                wp = expand_classes(wp, model.classes_, len(EXPR_LABELS))
+            wp = window_predictions(model, feats, task, len(EXPR_LABELS))
             local = np.stack([ws.starts, ws.starts + length], axis=1)
             frame = spread_back(wp, local, len(td.index))
             preds[td.track.name] = to_label_frames(frame, td.index, td.n_frames)

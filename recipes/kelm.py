@@ -250,3 +250,16 @@ def expand_classes(probs: np.ndarray, classes: np.ndarray, n_classes: int) -> np
     out = np.zeros((len(probs), n_classes))
     out[:, np.asarray(classes, dtype=np.int64)] = probs
     return out
+
+
+def window_predictions(
+    model: KernelELM, feats: np.ndarray, task: str, n_classes: int
+) -> np.ndarray:
+    """A fitted KELM's predictions for window functionals ``feats``: VA values clipped to
+    [-1, 1], or EXPR class probabilities (softmax of the decision values) with a column per
+    class, 0 for classes absent from the training windows."""
+    if task == "VA":
+        return np.clip(model.predict(feats), -1, 1)
+    z = model.decision_function(feats)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return expand_classes(z / z.sum(axis=1, keepdims=True), model.classes_, n_classes)

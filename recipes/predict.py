@@ -654,19 +654,12 @@ def _kelm_frames(
     """A Kernel ELM's per-frame predictions for one input, as the run made them."""
     from emofeat_recipes.data import WindowSet
     from emofeat_recipes.datasets.affwild2 import EXPR_LABELS
-    from emofeat_recipes.kelm import expand_classes
+    from emofeat_recipes.kelm import window_predictions
 
     ws = WindowSet([td], length, hop, task)
     b = ws.gather(np.arange(len(ws)))
     feats = window_functionals(b[f"x_{modality}"].numpy(), b[f"mask_{modality}"].numpy(), stats)
-    if task == "VA":
-        wp = np.clip(model.predict(feats), -1, 1)
-    else:
-        z = model.decision_function(feats)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        wp = z / z.sum(axis=1, keepdims=True)
-        # classes absent from the training windows have no column: probability 0
-        wp = expand_classes(wp, model.classes_, len(EXPR_LABELS))
+    wp = window_predictions(model, feats, task, len(EXPR_LABELS))
     local = np.stack([ws.starts, ws.starts + length], axis=1)
     return to_frames(spread_back(wp, local, len(td.index)), td.index, td.n_frames)
 

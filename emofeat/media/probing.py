@@ -113,6 +113,11 @@ def _is_wav(path: Path) -> bool:
             head = f.read(12)
     except OSError:
         return False
+    return _riff_wave(head)
+
+
+def _riff_wave(head: bytes) -> bool:
+    """True when a file's first 12 bytes are a RIFF/WAVE header's."""
     return len(head) == 12 and head[:4] == b"RIFF" and head[8:12] == b"WAVE"
 
 
@@ -299,7 +304,7 @@ def _wav_size_warnings(path: Path) -> list[str]:
     try:
         with open(path, "rb") as f:
             head = f.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            if not _riff_wave(head):
                 return []
             size = os.fstat(f.fileno()).st_size
             byte_rate = 0
