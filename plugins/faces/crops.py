@@ -66,7 +66,9 @@ def crop_faces(
     for a in range(0, n, group):
         b = min(n, a + group)
         x = torch.from_numpy(np.ascontiguousarray(frames[a:b])).to(device)
-        x = x.permute(0, 3, 1, 2).float()
+        # Planar float: roi_align on a channels-last view of the frames was up to twice as
+        # slow on the CPU for the same (bit-identical) crops.
+        x = x.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
         if eyes is None:
             res = _roi_crops(x, sq[a:b], size, device)
         else:
