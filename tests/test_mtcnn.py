@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: N812
 from PIL import Image
 
 from emofeat.models import ModelCache, get_model
-from emofeat_plugins.faces.mtcnn import MTCNN, _area_crops, _integral_image
+from emofeat_plugins.faces.mtcnn import MTCNN, _area_crops, _area_resize, _integral_image
 
 
 @pytest.fixture(scope="session")
@@ -198,6 +198,22 @@ def test_area_crops_equal_interpolate_per_box():
             crop = planar[inds[k] : inds[k] + 1, :, a:c, b:d]
             expected = F.interpolate(crop, size=(size, size), mode="area")[0]
             torch.testing.assert_close(crops[k], expected, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("height,width", [(360, 640), (37, 53), (481, 333)])
+def test_pyramid_levels_equal_interpolate_bit_for_bit(detector, height, width):
+    """The pyramid cut from the summed-area table is exactly interpolate(mode="area")."""
+    rng = np.random.default_rng(height)
+    pixels = torch.from_numpy(rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8))
+    planar = pixels.permute(0, 3, 1, 2).float()
+    integral = _integral_image(pixels)
+    scales = detector.scales(height, width)
+    assert len(scales) >= 2
+    for scale in scales:
+        size = (int(height * scale + 1), int(width * scale + 1))
+        got = _area_resize(integral, *size)
+        assert got.shape == (2, 3, *size)
+        assert torch.equal(got, F.interpolate(planar, size=size, mode="area"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
