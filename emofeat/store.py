@@ -55,7 +55,6 @@ from emofeat.itemfile import (
     GuardedFile,
     ItemRef,
     aligned_view,
-    decode_attrs,
     describe_item,
     edge_digest,
     file_digests,
@@ -1353,9 +1352,9 @@ class FeatureStore:
                     continue
                 try:
                     with self._open(e.key, e.extractor) as item:
-                        if not item.attrs.get("complete", False):
+                        attrs = item_attrs_of(item)
+                        if not attrs.get("complete", False):
                             continue
-                        attrs = decode_attrs(item.attrs)
                         names = tuple(sorted(n for n in item.keys() if n != "frames"))
                         n = int(item["frames/times"].shape[0]) if "frames/times" in item else 0
                 except OSError:

@@ -1,14 +1,16 @@
 """The per-input fast paths give the same results as the slow ones they replace.
 
 Short clips pay a fixed cost per input; these paths cut it (see docs/benchmarks.md, "Fixed
-cost per input"): WAV files opened without FFmpeg's read-ahead, the probe's container handed
-to the decoding, audio already at the wanted rate converted without the resampler, the item
-writer's own description instead of reading the file back, and one group sync of the store
-instead of an fsync per file. Each is checked here against the path it replaces.
+cost per input"): WAV files opened without FFmpeg's read-ahead and read in 8 KiB packets, the
+probe's container handed to the decoding, audio already at the wanted rate converted without
+the resampler, the item writer's own description instead of reading the file back, one group
+sync of the store instead of an fsync per file, and provenance as one attribute. Each is
+checked here against the path it replaces.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -21,7 +23,7 @@ from test_reliability import assert_same_data
 
 import emofeat
 from emofeat import faults
-from emofeat.itemfile import describe_item
+from emofeat.itemfile import describe_item, plain_dataset, scalar_attr
 from emofeat.media import Decoder, probe
 from emofeat.media.probing import _take_probed, open_container
 from emofeat.samples import write_audio
@@ -146,6 +148,50 @@ def test_the_catalog_holds_what_reading_each_item_file_gives(tmp_path, speech_fi
             assert meta == describe_item(Path(store.item_ref(key, ex))), (key, ex)
             n += 1
     assert n == 9
+
+
+def test_low_level_datasets_and_attributes_have_the_high_level_layout(tmp_path):
+    """A small item's datasets and attributes are made through h5py's low-level calls:
+    they must come out as ``create_dataset(name, data=...)`` and ``attrs[name] = ...`` make
+    them (type, shape, layout, no timestamps, the same values)."""
+    import h5py
+
+    rng = np.random.default_rng(3)
+    arrays = {
+        "data": rng.standard_normal((31, 25)).astype(np.float32),
+        "times": rng.random((31, 2)),
+        "mask": rng.random(31) > 0.3,
+        "aligned/row": np.arange(-1, 40),
+        "empty": np.zeros((0, 25), np.float32),
+    }
+    attrs = {"level": "frame", "rate": "100 Hz", "blank": "", "coverage": 0.25, "complete": True}
+    attrs["provenance"] = json.dumps({"key": "clip", "n": 3, "ü": "utf-8 text"})
+    with h5py.File(tmp_path / "high.h5", "w") as hi, h5py.File(tmp_path / "low.h5", "w") as lo:
+        for name, value in arrays.items():
+            hi.create_dataset(name, data=value)
+            plain_dataset(lo, name, value)
+        for name, value in attrs.items():
+            hi.attrs[name] = value
+            scalar_attr(lo, name, value)
+    with h5py.File(tmp_path / "high.h5") as hi, h5py.File(tmp_path / "low.h5") as lo:
+        for name, value in arrays.items():
+            a, b = hi[name], lo[name]
+            assert (a.dtype, a.shape, a.chunks, a.compression, a.maxshape) == (
+                b.dtype,
+                b.shape,
+                b.chunks,
+                b.compression,
+                b.maxshape,
+            ), name
+            assert a.id.get_create_plist().get_layout() == b.id.get_create_plist().get_layout()
+            assert h5py.h5o.get_info(a.id).mtime == h5py.h5o.get_info(b.id).mtime == 0, name
+            np.testing.assert_array_equal(b[()], value)
+        assert sorted(hi["aligned"].keys()) == sorted(lo["aligned"].keys()) == ["row"]
+        for name, value in attrs.items():
+            ta, tb = hi.attrs.get_id(name).dtype, lo.attrs.get_id(name).dtype
+            assert ta == tb and h5py.check_string_dtype(ta) == h5py.check_string_dtype(tb)
+            assert lo.attrs[name] == hi.attrs[name] == value, name
+    assert (tmp_path / "low.h5").stat().st_size == (tmp_path / "high.h5").stat().st_size
 
 
 def test_a_power_cut_before_the_group_sync_leaves_each_item_complete_or_absent(tmp_path):

@@ -67,16 +67,17 @@ def test_layout_is_plain_hdf5_with_provenance(tmp_path, two_inputs):
         assert lld["aligned/mask"].shape == (len(frames),)
         labels = [s.decode() for s in lld["labels"][:]]
         assert labels[0] == "Loudness_sma3"
-        attrs = dict(item.attrs)
-        config = json.loads(attrs["config"])
-        assert config["settings"]["win"] == 4.0
-        source = json.loads(attrs["source"])
+        # provenance: one JSON object (one HDF5 attribute costs more than its bytes)
+        assert set(item.attrs) == {"provenance", "complete"} and item.attrs["complete"]
+        attrs = json.loads(item.attrs["provenance"])
+        assert attrs["format_version"] == 2 and attrs["streams"] == ["lld", "functionals"]
+        assert attrs["config"]["settings"]["win"] == 4.0
+        source = attrs["source"]
         assert source["size"] == two_inputs[0].stat().st_size
         assert source["hash"].startswith("sha256:")
         assert attrs["emofeat_version"] == emofeat.__version__
         assert attrs["plugin_package"] == "emofeat"
         assert "audEERING" in attrs["license"]
-        assert attrs["complete"]
         # audio-only input: the fixed grid at the default 100 Hz
         assert f["items/clip_b/egemaps/frames/times"].shape[0] == 300
         # no object (pickle) dtypes anywhere: every dataset is numeric, bool or a string

@@ -70,10 +70,10 @@ def _check_snapshot(out: Path, seen: set[str], live: FeatureStore | None) -> tup
         for name in names:
             for ex in group[name].keys():
                 item = group[name][ex]
-                # an item file has its attributes as they are; a shard group one JSON attribute
-                attrs = item.attrs
-                if "provenance" in attrs:
-                    attrs = json.loads(attrs["provenance"])
+                # provenance is one JSON attribute (of the item file, or of its group in a
+                # shard); an item file also has ``complete`` beside it
+                attrs = dict(item.attrs)
+                attrs = {**json.loads(attrs.pop("provenance")), **attrs}
                 assert bool(attrs["complete"]), f"h5py: {name}/{ex} incomplete"
                 shape = item["lld/data"].shape
                 assert shape[0] > 0 and shape[1] == LLD_DIMS, f"h5py: {name}/{ex} {shape}"

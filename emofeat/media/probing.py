@@ -99,8 +99,10 @@ def _why_missing(path: Path) -> str:
 
 #: FFmpeg options for opening a RIFF/WAVE file: its header says all there is to know, so
 #: FFmpeg need not read ahead to learn the streams (its default reads up to 5 MB and takes
-#: about 2 ms per file, which a corpus of short clips pays per input)
-_WAV_OPTIONS = {"probesize": "32", "analyzeduration": "0"}
+#: about 2 ms per file, which a corpus of short clips pays per input). ``max_size``: the WAV
+#: demuxer's packets of 8 KiB instead of its default 2 KiB, so a third of the packets and
+#: frames go through PyAV (the same samples; measured fastest: larger packets cost more)
+_WAV_OPTIONS = {"probesize": "32", "analyzeduration": "0", "max_size": "8192"}
 
 
 def _is_wav(path: Path) -> bool:
