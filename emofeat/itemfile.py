@@ -647,8 +647,17 @@ def export_item(ref: ItemRef) -> bytes:
                 if "mask" not in dst[name]:
                     dst[name].create_dataset("mask", data=valid_rows(src[name], "mask"))
                 dst[name].attrs.pop("all_valid", None)
-        for k, v in item_attrs_of(src).items():
-            dst.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+        attrs = item_attrs_of(src)
+        if int(attrs.get("format_version", 1)) >= 2:  # the layout its provenance names
+            complete = attrs.pop("complete", True)
+            extra = {k: attrs.pop(k) for k in ("mask",) if k in attrs}
+            dst.attrs["provenance"] = json.dumps(attrs, sort_keys=True)
+            for k, v in extra.items():
+                dst.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+            dst.attrs["complete"] = complete
+        else:
+            for k, v in attrs.items():
+                dst.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
     return buf.getvalue()
 
 

@@ -17,7 +17,7 @@ from conftest import run_cli
 from test_reliability import COMPACT_POINTS
 
 import emofeat
-from emofeat.itemfile import export_item, open_item
+from emofeat.itemfile import export_item, item_attrs_of, open_item
 from emofeat.samples import write_audio
 from emofeat.store import FeatureStore
 
@@ -106,6 +106,9 @@ def test_compact_keeps_every_value_and_plain_h5py_access(inputs, tmp_path):
     with open_item(copy) as g, open_item(ref) as h:
         assert sorted(g) == sorted(h)
         np.testing.assert_array_equal(g["frames/times"][:], h["frames/times"][:])
+        # in the layout its provenance names (format 2: one JSON attribute and complete)
+        assert set(g.attrs) == {"provenance", "complete"} and g.attrs["complete"]
+        assert item_attrs_of(g) == item_attrs_of(h)
     assert run_cli("verify", str(out)).returncode == 0
     # a rerun finds everything unchanged (cheap check through the shard), --verify too
     for extra in ((), ("--verify",)):
