@@ -149,6 +149,40 @@ def test_cpu_speedups_leave_outputs_unchanged(name, crop_folder, checkpoints):
         np.testing.assert_allclose(got[key].numpy(), value.numpy(), atol=1e-5, err_msg=key)
 
 
+def test_dense_onednn_linear_equals_mkldnn_linear_and_falls_back(monkeypatch):
+    """OneDNNLinear gives MkldnnLinear's values (bit for bit where both run oneDNN's
+    kernel) on 2-d and 3-d inputs, within 1e-5 of nn.Linear; without the operator the
+    linears become MkldnnLinear."""
+    import torch
+    from torch.utils.mkldnn import MkldnnLinear
+
+    from emofeat_plugins.faces import speed
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch has no oneDNN")
+    gen = torch.Generator().manual_seed(1)
+    lin = torch.nn.Linear(768, 96)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(96, 768, generator=gen) * 0.05)
+    assert speed._pointwise_works()
+    dense, packed = speed.OneDNNLinear(lin), MkldnnLinear(lin, torch.float32)
+    with torch.inference_mode():
+        for shape in ((5, 768), (4, 197, 768)):
+            x = torch.randn(*shape, generator=gen)
+            got = dense(x)
+            torch.testing.assert_close(got, packed(x), atol=1e-6, rtol=0)
+            torch.testing.assert_close(got, lin(x), atol=1e-5, rtol=0)
+        # a non-contiguous input (a transposed view) gives the same values
+        x = torch.randn(768, 6, generator=gen)
+        torch.testing.assert_close(dense(x.t()), lin(x.t()), atol=1e-5, rtol=0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Sequential(torch.nn.Linear(8, 2)))
+    assert speed.mkldnn_linears(net) == 2
+    assert [type(m) for m in net.modules()].count(speed.OneDNNLinear) == 2
+    monkeypatch.setattr(speed, "_pointwise_works", lambda: False)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    assert speed.mkldnn_linears(net) == 1 and type(net[0]) is MkldnnLinear
+
+
 @pytest.mark.parametrize("name", (*NETS, "mouth"))
 def test_onnx_backend_equals_torch(name, crop_folder, cache_dir, checkpoints, tmp_path):
     sets = _sets(name, cache_dir, checkpoints)

@@ -4,10 +4,11 @@ Measured on one thread (docs/benchmarks.md, "CPU throughput and ONNX backend"):
 
 * **channels-last** memory format for convolutional nets (timm EfficientNets): oneDNN's
   convolutions run on NHWC tensors without reordering every layer's input;
-* **oneDNN linear layers**: each ``nn.Linear`` is replaced by
-  ``torch.utils.mkldnn.MkldnnLinear`` (same weights, packed once for oneDNN). PyTorch's
-  default fp32 ``linear`` calls MKL's sgemm, which ran at about half the speed of oneDNN's
-  on the AMD EPYC benchmark machine; ViT-B/16 is almost all linear layers.
+* **oneDNN linear layers**: each ``nn.Linear`` is replaced by :class:`OneDNNLinear`
+  (oneDNN's linear on dense tensors; ``torch.utils.mkldnn.MkldnnLinear`` where that
+  operator is missing). PyTorch's default fp32 ``linear`` calls MKL's sgemm, which ran at
+  about half the speed of oneDNN's on the AMD EPYC benchmark machine; ViT-B/16 is almost all
+  linear layers.
 
 Both apply to inference on the CPU in float32 only (the extractors call
 :func:`tune_for_cpu` in that case).
@@ -15,22 +16,67 @@ Both apply to inference on the CPU in float32 only (the extractors call
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 
+class OneDNNLinear(nn.Module):
+    """``nn.Linear`` for float32 CPU inference, computed by oneDNN on dense tensors.
+
+    ``torch.ops.mkldnn._linear_pointwise`` is the oneDNN linear PyTorch's own compiler
+    (inductor) emits; called directly it skips what ``MkldnnLinear`` pays on every call,
+    converting its input to oneDNN's layout and its output back (11 % of ViT-B/16's time on
+    one thread). Same results as ``MkldnnLinear`` (bit for bit on the benchmark machine).
+    It is a private operator: :func:`_pointwise_works` checks it before it is used.
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight", linear.weight.detach().clone())
+        bias = None if linear.bias is None else linear.bias.detach().clone()
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(
+            x.contiguous(), self.weight, self.bias, "none", [], ""
+        )
+
+
+@functools.cache
+def _pointwise_works() -> bool:
+    """True when this torch has oneDNN's dense linear operator and it agrees with
+    ``F.linear`` (within 1e-5) on a small case."""
+    try:
+        gen = torch.Generator().manual_seed(0)
+        lin = nn.Linear(16, 8)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(8, 16, generator=gen))
+            lin.bias.copy_(torch.randn(8, generator=gen))
+            x = torch.randn(2, 3, 16, generator=gen)
+            return bool(torch.allclose(OneDNNLinear(lin)(x), lin(x), atol=1e-5, rtol=0))
+    except Exception:  # no such operator, or it refuses these inputs
+        return False
+
+
 def mkldnn_linears(module: nn.Module) -> int:
-    """Replace every ``nn.Linear`` under ``module`` by oneDNN's (in place, for inference
-    only: the replacements have no gradients). Returns how many were replaced; 0 when this
-    torch has no oneDNN."""
+    """Replace every float32 ``nn.Linear`` under ``module`` by oneDNN's (in place, for
+    inference only: the replacements have no gradients): :class:`OneDNNLinear` where this
+    torch's operator works, else ``torch.utils.mkldnn.MkldnnLinear``. Returns how many were
+    replaced; 0 when this torch has no oneDNN."""
     if not torch.backends.mkldnn.is_available():
         return 0
     from torch.utils.mkldnn import MkldnnLinear
 
+    dense = _pointwise_works()
     count = 0
     for name, child in module.named_children():
         if type(child) is nn.Linear and child.weight.dtype == torch.float32:
-            setattr(module, name, MkldnnLinear(child, torch.float32))
+            setattr(
+                module, name, OneDNNLinear(child) if dense else MkldnnLinear(child, torch.float32)
+            )
             count += 1
         else:
             count += mkldnn_linears(child)
