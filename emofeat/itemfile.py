@@ -351,7 +351,7 @@ class ItemWriter:
         # No ``complete`` attribute until finalize: readers take its absence for False.
         self._file: h5py.File | None = None
         self._in_memory = False
-        self.labels: dict[str, list[str]] = {}  # streams whose HDF5 group is not made yet
+        self._unmade: dict[str, list[str]] = {}  # labels of streams whose group is not made yet
         self.rows: dict[str, int] = {}
         self.dims: dict[str, int] = {}
         self.native: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
@@ -386,7 +386,7 @@ class ItemWriter:
             raise StoreError(
                 f"{self.extractor}: stream {rows.stream!r} has {d} dims but {len(names)} labels"
             )
-        self.labels[rows.stream] = names
+        self._unmade[rows.stream] = names
         spec = self.specs.get(rows.stream)
         self.levels[rows.stream] = spec.level if spec else "frame"
         self.rows[rows.stream] = 0
@@ -395,7 +395,7 @@ class ItemWriter:
 
     def _group(self, stream: str) -> h5py.Group:
         """The stream's group, made with its labels and attributes on first use."""
-        names = self.labels.pop(stream, None)
+        names = self._unmade.pop(stream, None)
         if names is None:
             return self.file[stream]
         g = self.file.create_group(stream)

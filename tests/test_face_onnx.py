@@ -151,8 +151,8 @@ def test_cpu_speedups_leave_outputs_unchanged(name, crop_folder, checkpoints):
 
 def test_dense_onednn_linear_equals_mkldnn_linear_and_falls_back(monkeypatch):
     """OneDNNLinear gives MkldnnLinear's values (bit for bit where both run oneDNN's
-    kernel) on 2-d and 3-d inputs, within 1e-5 of nn.Linear; without the operator the
-    linears become MkldnnLinear."""
+    kernel) on 2-d and 3-d inputs, within 1e-5 of nn.Linear, also with timm's MLP GELU
+    fused into it; without the operator the linears become MkldnnLinear."""
     import torch
     from torch.utils.mkldnn import MkldnnLinear
 
@@ -178,6 +178,17 @@ def test_dense_onednn_linear_equals_mkldnn_linear_and_falls_back(monkeypatch):
     net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Sequential(torch.nn.Linear(8, 2)))
     assert speed.mkldnn_linears(net) == 2
     assert [type(m) for m in net.modules()].count(speed.OneDNNLinear) == 2
+    # timm's transformer MLP: the GELU computed inside fc1's oneDNN kernel
+    from timm.layers import Mlp
+
+    for kind in ("none", "tanh"):
+        mlp = Mlp(64, 256, act_layer=lambda kind=kind: torch.nn.GELU(approximate=kind)).eval()
+        x = torch.randn(3, 7, 64, generator=gen)
+        with torch.inference_mode():
+            ref = mlp(x)
+            assert speed.mkldnn_linears(mlp) == 2 and speed.fuse_mlp_gelu(mlp) == 1
+            assert mlp.fc1.post == "gelu" and type(mlp.act) is torch.nn.Identity
+            torch.testing.assert_close(mlp(x), ref, atol=1e-5, rtol=0)
     monkeypatch.setattr(speed, "_pointwise_works", lambda: False)
     net = torch.nn.Sequential(torch.nn.Linear(8, 8))
     assert speed.mkldnn_linears(net) == 1 and type(net[0]) is MkldnnLinear
