@@ -380,10 +380,11 @@ def _integral_image(pixels: torch.Tensor) -> torch.Tensor:
 def _area_resize(integral: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Whole images area-resized to (height, width) from their summed-area tables.
 
-    Returns (N, 3, height, width) float32 laid out channels-last, bit-identical to
+    Returns (N, 3, height, width) float32 laid out channels-last, bit-identical on the CPU to
     ``interpolate(images, size, mode="area")`` (adaptive average pooling): the cells' sums are
-    exact integers and are divided as PyTorch divides them, by the cell's height, then its
-    width. Cost grows with the output, not the input, so a pyramid costs about one image.
+    exact integers and are divided as PyTorch's CPU kernel divides them, by the cell's height,
+    then its width. Cost grows with the output, not the input, so a pyramid costs about one
+    image.
     """
     h, w = integral.shape[1] - 1, integral.shape[2] - 1
     zero = torch.zeros(1, dtype=torch.long, device=integral.device)
