@@ -350,13 +350,12 @@ class ItemWriter:
         # at finalize: a small item is then built in memory and written with one write.
         # No ``complete`` attribute until finalize: readers take its absence for False.
         self._file: h5py.File | None = None
-        self._in_memory = False
         self._unmade: dict[str, list[str]] = {}  # labels of streams whose group is not made yet
         self.rows: dict[str, int] = {}
         self.dims: dict[str, int] = {}
         self.native: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self._pending: dict[str, list[Rows]] = {}
-        self._small = False  # decided when finalizing (COMPRESS_FROM)
+        self._small = False  # decided when finalizing (COMPRESS_FROM): built in memory
         self._data: dict[str, np.ndarray] = {}  # a small item's native rows
         self.levels: dict[str, str] = {}
         #: fsync the file when it is finalized (False: the store's commit syncs it)
@@ -377,7 +376,6 @@ class ItemWriter:
         # a name of its own: HDF5 refuses a second open file of the same name
         name = f"emofeat-item-{uuid.uuid4().hex}"
         self._file = h5py.File(name, "w", driver="core", backing_store=False)
-        self._in_memory = True
 
     def _create(self, rows: Rows, labels: tuple[str, ...] | None) -> None:
         d = rows.data.shape[1]
@@ -588,7 +586,7 @@ class ItemWriter:
         scalar_attr(f, "provenance", text)
         scalar_attr(f, "complete", True)  # last: the item is whole
         digests: dict[str, Any] = {}
-        if self._in_memory:
+        if self._small:
             f.flush()
             image = f.id.get_file_image()
             f.close()
@@ -647,17 +645,13 @@ def export_item(ref: ItemRef) -> bytes:
                 if "mask" not in dst[name]:
                     dst[name].create_dataset("mask", data=valid_rows(src[name], "mask"))
                 dst[name].attrs.pop("all_valid", None)
-        attrs = item_attrs_of(src)
+        root = attrs = item_attrs_of(src)
         if int(attrs.get("format_version", 1)) >= 2:  # the layout its provenance names
-            complete = attrs.pop("complete", True)
-            extra = {k: attrs.pop(k) for k in ("mask",) if k in attrs}
+            root = {"mask": attrs.pop("mask")} if "mask" in attrs else {}
+            root["complete"] = attrs.pop("complete", True)
             dst.attrs["provenance"] = json.dumps(attrs, sort_keys=True)
-            for k, v in extra.items():
-                dst.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
-            dst.attrs["complete"] = complete
-        else:
-            for k, v in attrs.items():
-                dst.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+        for k, v in root.items():
+            dst.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
     return buf.getvalue()
 
 
